@@ -1,0 +1,77 @@
+"""One error taxonomy for the whole pipeline.
+
+Every failure the pipeline meets is one of these. The split that matters to a task is
+``TransientError`` (try again later; may carry the server's ``Retry-After``) versus
+``PermanentError`` (retrying cannot help: store the job as failed with this message).
+``InvalidInput`` is raised before anything is enqueued and names the offending field;
+``ConfigurationError`` names the offending environment variable.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidInput",
+    "PermanentError",
+    "STTError",
+    "TransientError",
+]
+
+
+class STTError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.request_id:
+            parts.append(f"request id {self.request_id}")
+        return " | ".join(parts)
+
+
+class TransientError(STTError):
+    """A failure that may go away on its own: 429, 5xx, timeouts, dropped connections."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.retry_after = retry_after
+
+
+class PermanentError(STTError):
+    """A failure no retry can fix: 400/401/403/404, malformed or unknown answers."""
+
+
+class InvalidInput(STTError, ValueError):
+    """Rejected input, raised before anything is enqueued; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ConfigurationError(STTError):
+    """A setting read from the environment is unusable; ``variable`` names it."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable

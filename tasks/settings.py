@@ -1,0 +1,137 @@
+"""All configuration, read once from the environment into one frozen object.
+
+Every knob has a default that runs locally, and a bad value fails at start-up with a
+``ConfigurationError`` naming the variable, rather than somewhere deep in a task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import TypeVar
+
+from tasks.errors import ConfigurationError
+
+__all__ = ["Settings", "get_settings"]
+
+T = TypeVar("T")
+
+DEFAULT_API_BASE = "https://api.aimlapi.com"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "sqlite:///stt-workers.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process-wide settings. Field names map to ``ENV_NAMES`` below."""
+
+    api_key: str | None = None
+    api_base: str = DEFAULT_API_BASE
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    # Poll schedule (see tasks/polling.py for why these defaults).
+    poll_first_delay: float = 2.0
+    poll_factor: float = 1.5
+    poll_max_delay: float = 15.0
+    poll_jitter: float = 0.25
+    poll_deadline: float = 1800.0
+    # Submit retries on transient errors.
+    submit_max_retries: int = 8
+    store_max_retries: int = 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); raise on a bad value."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = ENV_NAMES[f.name]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _PARSERS.get(f.name, _as_str)(name, raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.api_base.startswith(("http://", "https://")):
+            raise ConfigurationError("AIML_API_BASE", f"must be an http(s) URL, got {self.api_base!r}")
+        if self.poll_first_delay <= 0 or self.poll_max_delay < self.poll_first_delay:
+            raise ConfigurationError(
+                "STT_POLL_MAX_DELAY", "must be >= STT_POLL_FIRST_DELAY, both positive"
+            )
+        if not 0 <= self.poll_jitter < 1:
+            raise ConfigurationError("STT_POLL_JITTER", "must be in [0, 1)")
+        if self.poll_factor < 1:
+            raise ConfigurationError("STT_POLL_FACTOR", "must be >= 1")
+
+    def require_api_key(self) -> str:
+        """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
+        if not self.api_key:
+            raise ConfigurationError("AIML_API_KEY", "is not set; the worker cannot call the API")
+        return self.api_key
+
+    def __repr__(self) -> str:  # never print the key
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        shown["api_key"] = "***" if self.api_key else None
+        return f"Settings({shown})"
+
+
+ENV_NAMES: dict[str, str] = {
+    "api_key": "AIML_API_KEY",
+    "api_base": "AIML_API_BASE",
+    "broker_url": "STT_BROKER_URL",
+    "result_backend": "STT_RESULT_BACKEND",
+    "database_url": "STT_DATABASE_URL",
+    "connect_timeout": "STT_CONNECT_TIMEOUT",
+    "read_timeout": "STT_READ_TIMEOUT",
+    "poll_first_delay": "STT_POLL_FIRST_DELAY",
+    "poll_factor": "STT_POLL_FACTOR",
+    "poll_max_delay": "STT_POLL_MAX_DELAY",
+    "poll_jitter": "STT_POLL_JITTER",
+    "poll_deadline": "STT_POLL_DEADLINE",
+    "submit_max_retries": "STT_SUBMIT_MAX_RETRIES",
+    "store_max_retries": "STT_STORE_MAX_RETRIES",
+}
+
+
+def _as_str(_name: str, raw: str) -> str:
+    return raw
+
+
+def _number(kind: Callable[[str], T]) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"must be a {kind.__name__}, got {raw!r}") from None
+        if value < 0:  # type: ignore[operator]
+            raise ConfigurationError(name, f"must not be negative, got {raw!r}")
+        return value
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str, str], object]] = {
+    "connect_timeout": _number(float),
+    "read_timeout": _number(float),
+    "poll_first_delay": _number(float),
+    "poll_factor": _number(float),
+    "poll_max_delay": _number(float),
+    "poll_jitter": _number(float),
+    "poll_deadline": _number(float),
+    "submit_max_retries": _number(int),
+    "store_max_retries": _number(int),
+}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,6 @@
+"""Shared fixtures: each lives in tests/fixtures/, one module per service."""
+
+pytest_plugins = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.services",
+]
