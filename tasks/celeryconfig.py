@@ -1,0 +1,63 @@
+"""The one place Celery is configured, as a plain dict built from ``Settings``.
+
+``workers.celery_app`` builds the worker's app from it; ``tasks.jobs`` builds the same app
+in a web process that did not configure one; a Django or Flask app may merge it into its
+own configuration. Keeping it here (not in ``workers``) lets ``tasks`` stay import-free of
+``workers``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from tasks.settings import Settings
+
+__all__ = ["VISIBILITY_TIMEOUT", "celery_config"]
+
+# Redis/SQS redeliver a message that is not acked within this many seconds. With
+# acks_late, a poll waiting on its countdown is unacked the whole time, so this must be
+# well above the longest countdown (Retry-After is capped at 300 s in tasks.polling) and
+# well below the server's one-hour retention, so a killed worker's jobs come back in time.
+VISIBILITY_TIMEOUT = 900
+
+
+def _filesystem_options(broker_url: str) -> dict[str, Any]:
+    """``filesystem:///some/dir`` -> kombu's filesystem transport rooted at that dir."""
+    folder = broker_url.removeprefix("filesystem://") or os.path.join(
+        tempfile.gettempdir(), "stt-workers-broker"
+    )
+    os.makedirs(folder, exist_ok=True)
+    return {"data_folder_in": folder, "data_folder_out": folder, "store_processed": False}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for this project; see docs/operations.md for the reasoning."""
+    broker_url = settings.broker_url
+    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    if broker_url.startswith("filesystem://"):
+        transport_options = _filesystem_options(broker_url)
+        broker_url = "filesystem://"
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": settings.result_backend,
+        # The store is where results live; Celery's result backend is not needed.
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # A task is acknowledged only after it ran, and a worker that dies mid-task gives
+        # its message back: together with idempotent steps, no job is lost.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 4,
+        "task_default_queue": "stt",
+        # Events for Flower.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "task_routes": {"stt.*": {"queue": "stt"}},
+    }

@@ -1,0 +1,323 @@
+"""The job store: the source of truth for every job's state (SQLAlchemy 2).
+
+The broker only delivers work and may lose it; each step writes what it learned here
+first, so a job can always be re-driven from its row. Writes are keyed on the job id and
+guarded by the row's status, which makes every step safe to run twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
+from tasks.schema import Base, JobRow
+from tasks.validation import JobRequest
+
+__all__ = ["JobRecord", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A read-only snapshot of one job's row."""
+
+    id: str
+    status: JobStatus
+    model: str
+    url: str
+    language: str | None
+    prompt: str | None
+    temperature: float | None
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    callback_url: str | None
+    generation_id: str | None
+    server_status: str | None
+    text: str | None
+    words: list[dict[str, Any]] | None
+    segments: list[dict[str, Any]] | None
+    raw_result: dict[str, Any] | None
+    error: str | None
+    input_tokens: int | None
+    audio_tokens: int | None
+    text_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    billed_seconds: float | None
+    audio_seconds: float | None
+    cost_usd: float | None
+    polls: int
+    submit_attempts: int
+    enqueued_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    stored_at: datetime | None
+    next_poll_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_JOB_STATUSES
+
+    @classmethod
+    def from_row(cls, row: JobRow) -> JobRecord:
+        values = {name: getattr(row, name) for name in cls.__slots__ if name != "metadata"}
+        values["status"] = JobStatus(row.status)
+        return cls(metadata=dict(row.metadata_ or {}), **values)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Create, advance and read jobs. One instance per process; thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _migrate(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create_job(self, request: JobRequest, *, now: datetime | None = None) -> tuple[JobRecord, bool]:
+        """Insert a pending job; with an idempotency key already known, return that job.
+
+        Returns the record and whether it was created by this call.
+        """
+        if request.idempotency_key is not None:
+            existing = self.find_by_idempotency_key(request.idempotency_key)
+            if existing is not None:
+                return existing, False
+        row = JobRow(
+            id=uuid.uuid4().hex,
+            status=JobStatus.PENDING.value,
+            model=request.model,
+            url=request.url,
+            language=request.language,
+            prompt=request.prompt,
+            temperature=request.temperature,
+            metadata_=request.metadata,
+            idempotency_key=request.idempotency_key,
+            callback_url=request.callback_url,
+            enqueued_at=now or utcnow(),
+        )
+        try:
+            with self.session() as session:
+                session.add(row)
+        except Exception:
+            # A concurrent call with the same idempotency key won the unique index.
+            if request.idempotency_key is not None:
+                existing = self.find_by_idempotency_key(request.idempotency_key)
+                if existing is not None:
+                    return existing, False
+            raise
+        return JobRecord.from_row(row), True
+
+    def mark_submitted(
+        self, job_id: str, generation_id: str, *, now: datetime | None = None
+    ) -> None:
+        """Record the generation id the moment the API hands it out (never overwrite one)."""
+        now = now or utcnow()
+        with self.session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.generation_id.is_(None))
+                .values(
+                    generation_id=generation_id,
+                    status=JobStatus.SUBMITTED.value,
+                    submitted_at=now,
+                    submit_attempts=JobRow.submit_attempts + 1,
+                )
+            )
+
+    def count_submit_attempt(self, job_id: str) -> None:
+        with self.session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(submit_attempts=JobRow.submit_attempts + 1)
+            )
+
+    def record_poll(
+        self, job_id: str, *, server_status: str | None, polls: int, next_poll_at: datetime | None
+    ) -> None:
+        """Note a poll and when the next one is due (what the sweeper watches)."""
+        with self.session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+                .values(server_status=server_status, polls=polls, next_poll_at=next_poll_at)
+            )
+
+    def land_result(
+        self,
+        job_id: str,
+        *,
+        server_status: str,
+        raw_result: dict[str, Any] | None,
+        error: str | None,
+        polls: int,
+        finished_at: datetime,
+    ) -> None:
+        """Keep the server's final answer the moment a poll sees it.
+
+        The store step then reads it from here, so the (possibly large) result never rides
+        through the broker, and a lost store message can be re-driven from the row.
+        The first sighting wins: a redelivered poll does not move ``finished_at``.
+        """
+        with self.session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.finished_at.is_(None))
+                .values(
+                    server_status=server_status,
+                    raw_result=raw_result,
+                    error=error,
+                    polls=polls,
+                    finished_at=finished_at,
+                    next_poll_at=None,
+                )
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        transcript: Transcript | None = None,
+        raw_result: dict[str, Any] | None = None,
+        error: str | None = None,
+        server_status: str | None = None,
+        cost_usd: float | None = None,
+        polls: int | None = None,
+        finished_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Write a job's final state once; a second call changes nothing and returns False."""
+        values: dict[str, Any] = {
+            "status": status.value,
+            "error": error,
+            "stored_at": now or utcnow(),
+            "next_poll_at": None,
+            "cost_usd": cost_usd,
+        }
+        if raw_result is not None:
+            values["raw_result"] = raw_result
+        if finished_at is not None:
+            values["finished_at"] = finished_at
+        if server_status is not None:
+            values["server_status"] = server_status
+        if polls is not None:
+            values["polls"] = polls
+        if transcript is not None:
+            usage = transcript.usage
+            values.update(
+                text=transcript.text,
+                words=[_plain(w) for w in transcript.words] or None,
+                segments=[_plain(s) for s in transcript.segments] or None,
+                input_tokens=usage.input_tokens,
+                audio_tokens=usage.audio_tokens,
+                text_tokens=usage.text_tokens,
+                output_tokens=usage.output_tokens,
+                total_tokens=usage.total_tokens,
+                billed_seconds=usage.billed_seconds,
+                audio_seconds=usage.audio_seconds,
+            )
+        with self.session() as session:
+            result = session.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL)).values(**values)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.session() as session:
+            row = session.get(JobRow, job_id)
+            return JobRecord.from_row(row) if row else None
+
+    def find_by_idempotency_key(self, key: str) -> JobRecord | None:
+        with self.session() as session:
+            row = session.scalars(select(JobRow).where(JobRow.idempotency_key == key)).first()
+            return JobRecord.from_row(row) if row else None
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int | None = 50
+    ) -> list[JobRecord]:
+        """Newest first."""
+        query = select(JobRow).order_by(JobRow.enqueued_at.desc(), JobRow.id)
+        if status is not None:
+            query = query.where(JobRow.status == status.value)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as session:
+            return [JobRecord.from_row(row) for row in session.scalars(query)]
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        with self.session() as session:
+            rows = session.scalars(select(JobRow).where(JobRow.id.in_(list(job_ids))))
+            return [JobRecord.from_row(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {status: count for status, count in rows.tuples()}
+
+
+_FINAL = [s.value for s in FINAL_JOB_STATUSES]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__ if getattr(obj, name) is not None}
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets the web app read while a worker writes; NORMAL is safe under WAL.
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _migrate(engine: Engine) -> None:
+    """Create the schema, then add any column a newer release introduced.
+
+    Releases only ever add nullable columns, so "add what is missing" is the whole
+    migration story; anything more would earn Alembic.
+    """
+    Base.metadata.create_all(engine)
+    present = {c["name"] for c in inspect(engine).get_columns(JobRow.__tablename__)}
+    missing = [c for c in JobRow.__table__.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(text(f'ALTER TABLE {JobRow.__tablename__} ADD COLUMN "{column.name}" {kind}'))
