@@ -278,7 +278,7 @@ class Store:
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
-            return {status: count for status, count in rows.tuples()}
+            return {status: count for status, count in rows}
 
 
 _FINAL = [s.value for s in FINAL_JOB_STATUSES]
