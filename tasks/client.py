@@ -1,0 +1,375 @@
+"""The HTTP client for the AI/ML API's asynchronous speech-to-text endpoints.
+
+Two verbs, as in the vendor's own examples: ``create`` (``POST /v1/stt/create``) starts a
+server-side job and answers its ``generation_id``; ``get`` (``GET /v1/stt/{id}``) asks how
+it stands. Waiting is not this module's business: the tasks decide when to ask again.
+
+Every failure leaves here as one of the two errors of ``tasks.errors``, so a task only has
+to tell "try again later" (``TransientError``) from "give up" (``PermanentError``).
+urllib3's own retries are switched off because retrying is the tasks' job: a hidden retry
+here would double the API calls and hide the ``Retry-After`` the server asked for.
+
+The API key goes into one header and nowhere else: not into messages, logs or ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from tasks.errors import ConfigurationError, PermanentError, STTError, TransientError
+from tasks.models import Generation
+from tasks.settings import Settings
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "STTClient",
+    "error_from_response",
+    "parse_generation",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+# One pooled connection per concurrent caller; a threaded or gevent worker needs more than
+# the prefork default of one. Connections beyond this are opened and dropped, not awaited.
+DEFAULT_POOL_SIZE = 16
+# Exception messages end up in the store, in logs and in Flower: keep them short.
+MAX_MESSAGE_CHARS = 500
+# How much of an error body we read at all; the rest is not worth the memory.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+_SNIPPET_CHARS = 200
+_TRANSIENT_STATUSES = frozenset({408, 429})
+# What a reader of a failed job wants to know besides the vendor's words (HTTP n follows).
+_REASONS = {401: "unauthorized (check AIML_API_KEY)", 408: "request timeout", 429: "rate limited"}
+
+
+def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Collapse whitespace (one log line per error) and cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup that also works on a plain ``dict``."""
+    name = name.lower()
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    A date in the past gives 0; garbage gives ``None``. Capping a huge value is the
+    schedule's job (``tasks.polling``), not the parser's.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
+        return None
+    return max(0.0, seconds)
+
+
+def _error_detail(data: Any) -> str | None:
+    """The human part of the vendor's error envelope, with any ``errors`` detail list."""
+    if not isinstance(data, dict):
+        return None
+    message = data.get("message")
+    if message is None and isinstance(data.get("error"), dict):
+        message = data["error"].get("message")
+    elif message is None:
+        message = data.get("error")
+    if isinstance(message, list):  # NestJS validation pipes send a list of messages
+        message = "; ".join(str(m) for m in message)
+    parts = [str(message)] if message not in (None, "") else []
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        details = [
+            str(e.get("message", json.dumps(e))) if isinstance(e, dict) else str(e)
+            for e in errors[:10]
+        ]
+        parts.append("(" + "; ".join(details) + ")")
+    return " ".join(parts) or None
+
+
+def error_from_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    now: float | None = None,
+) -> STTError:
+    """The one mapping from a non-2xx answer to our error taxonomy.
+
+    408, 429 and every 5xx are ``TransientError`` (with ``Retry-After`` in seconds when
+    the server sent one); everything else, 4xx first of all, is ``PermanentError``.
+    """
+    if isinstance(body, bytes):
+        body = body[:MAX_ERROR_BODY_BYTES].decode("utf-8", errors="replace")
+    else:
+        body = body[:MAX_ERROR_BODY_BYTES]
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = None
+    detail = _error_detail(data)
+    if detail is None:
+        detail = _truncate(body, _SNIPPET_CHARS) if body.strip() else "empty body"
+    reason = _REASONS.get(status_code, "server error" if status_code >= 500 else "rejected")
+    message = _truncate(f"{reason}: {detail}")
+    body_id = data.get("requestId") if isinstance(data, dict) else None
+    request_id = body_id if isinstance(body_id, str) and body_id else None
+    request_id = request_id or _header(headers, "x-request-id") or _header(headers, "request-id")
+    if status_code in _TRANSIENT_STATUSES or 500 <= status_code <= 599:
+        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+        return TransientError(
+            message, status_code=status_code, request_id=request_id, retry_after=retry_after
+        )
+    return PermanentError(message, status_code=status_code, request_id=request_id)
+
+
+def _error_text(error: Any) -> str | None:
+    """The envelope's ``error`` as one string: text, ``{name, message}`` or ``null``."""
+    if error is None or error == "":
+        return None
+    if isinstance(error, str):
+        return _truncate(error)
+    if isinstance(error, dict):
+        name, message = error.get("name"), error.get("message")
+        if name and message:
+            return _truncate(f"{name}: {message}")
+        if name or message:
+            return _truncate(str(name or message))
+    return _truncate(json.dumps(error, default=str))
+
+
+def parse_generation(
+    body: object, *, request_id: str | None = None, default_status: str | None = None
+) -> Generation:
+    """Parse either envelope the vendor uses into a ``Generation``.
+
+    Legacy: ``{generation_id, status, result, error}``; newer: ``{id, status, output,
+    error: {name, message} | null}``. A status word we do not know is kept verbatim (its
+    ``phase`` is pending). ``default_status`` covers the create answer, whose schema
+    requires only the id. Anything else is a ``PermanentError``: retrying cannot fix it.
+    """
+    if not isinstance(body, dict):
+        raise PermanentError(
+            f"malformed answer: expected a JSON object, got {type(body).__name__}",
+            request_id=request_id,
+        )
+    keys = _truncate(", ".join(sorted(map(str, body))), 120)
+    generation_id = body.get("generation_id", body.get("id"))
+    if not isinstance(generation_id, str) or not generation_id:
+        raise PermanentError(
+            f"malformed answer: no generation id (keys: {keys})", request_id=request_id
+        )
+    status = body.get("status", default_status)
+    if not isinstance(status, str) or not status:
+        raise PermanentError(
+            f"malformed answer: missing or non-string status (keys: {keys})",
+            request_id=request_id,
+        )
+    result = body.get("result")
+    if result is None:
+        result = body.get("output")
+    if result is not None and not isinstance(result, dict):
+        raise PermanentError(
+            f"malformed answer: result is a {type(result).__name__}, not an object",
+            request_id=request_id,
+        )
+    body_id = body.get("requestId")
+    if request_id is None and isinstance(body_id, str) and body_id:
+        request_id = body_id
+    return Generation(
+        generation_id=generation_id,
+        status=status,
+        result=result,
+        error=_error_text(body.get("error")),
+        request_id=request_id,
+    )
+
+
+def _api_root(base_url: str) -> str:
+    """``https://host``, ``https://host/`` and ``https://host/v1/`` all name one API."""
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError("AIML_API_BASE", f"must be an http(s) URL, got {base_url!r}")
+    root = base_url.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+class STTClient:
+    """Pooled, typed access to ``/v1/stt/create`` and ``/v1/stt/{generation_id}``.
+
+    One instance per process (see ``tasks.runtime``): it holds a connection pool. Use it as
+    a context manager, or call ``close()``; a session passed in stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        session: requests.Session | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("AIML_API_KEY", "is empty; the client cannot authenticate")
+        self._key = api_key
+        self._root = _api_root(base_url)
+        self._timeout = (connect_timeout, read_timeout)
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # total=0: no connect/read/status retries inside urllib3 (see module docstring).
+            adapter = HTTPAdapter(
+                pool_connections=2, pool_maxsize=pool_size, max_retries=Retry(0, read=False)
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+        # Per request, not on the session: a caller's session is not changed.
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": "aiml-stt-workers/0.1",
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> STTClient:
+        """A client configured from ``settings``; ``ConfigurationError`` without a key."""
+        return cls(
+            settings.require_api_key(),
+            settings.api_base,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+
+    def create(
+        self,
+        *,
+        model: str,
+        url: str,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+    ) -> Generation:
+        """Start a transcription; the answer carries the ``generation_id`` to poll."""
+        payload: dict[str, Any] = {"model": model, "url": url}
+        optional = {"language": language, "prompt": prompt, "temperature": temperature}
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        data, request_id = self._call("POST", "/v1/stt/create", payload)
+        return parse_generation(data, request_id=request_id, default_status="queued")
+
+    def get(self, generation_id: str) -> Generation:
+        """How the job stands now: status, and the result once it is completed."""
+        path = "/v1/stt/" + quote(generation_id, safe="")
+        data, request_id = self._call("GET", path, None)
+        return parse_generation(data, request_id=request_id)
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> STTClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"STTClient(base_url={self._root!r})"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***")
+
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None
+    ) -> tuple[Any, str | None]:
+        """One request; the decoded JSON and the request id, or an ``STTError``."""
+        what = f"{method} {path}"
+        started = time.monotonic()
+        try:
+            with self._session.request(
+                method,
+                self._root + path,
+                json=payload,
+                headers=self._headers,
+                timeout=self._timeout,
+                stream=True,  # so an error body is read only as far as we need it
+                allow_redirects=False,
+            ) as response:
+                status = response.status_code
+                ok = 200 <= status <= 299
+                body = response.content if ok else _read_capped(response, MAX_ERROR_BODY_BYTES)
+                headers = {k: self._scrub(v) for k, v in response.headers.items()}
+        except requests.ConnectTimeout:
+            raise TransientError(f"{what}: connect timeout after {self._timeout[0]} s") from None
+        except requests.Timeout:
+            raise TransientError(f"{what}: read timeout after {self._timeout[1]} s") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise TransientError(f"{what}: connection dropped mid-answer") from None
+        except requests.ConnectionError as exc:
+            # requests reports a read timeout while streaming the body as a ConnectionError.
+            if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
+                raise TransientError(f"{what}: read timeout after {self._timeout[1]} s") from None
+            detail = _truncate(self._scrub(str(exc)), _SNIPPET_CHARS)
+            raise TransientError(f"{what}: connection error: {detail}") from None
+        except requests.RequestException as exc:
+            detail = _truncate(self._scrub(str(exc)), _SNIPPET_CHARS)
+            raise PermanentError(f"{what}: {type(exc).__name__}: {detail}") from None
+        log.debug("%s -> %d in %.3f s", what, status, time.monotonic() - started)
+        request_id = _header(headers, "x-request-id") or _header(headers, "request-id")
+        if not ok:
+            scrubbed = body.replace(self._key.encode(), b"***")
+            raise error_from_response(status, headers, scrubbed)
+        try:
+            return json.loads(body), request_id
+        except ValueError:
+            snippet = _truncate(self._scrub(body[:_SNIPPET_CHARS].decode("utf-8", "replace")))
+            raise PermanentError(
+                f"{what}: malformed JSON in the answer: {snippet or 'empty body'}",
+                status_code=status,
+                request_id=request_id,
+            ) from None
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a streamed body; the rest is never read."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=8192):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

@@ -1,0 +1,160 @@
+"""When to ask again: the poll schedule and the submit-retry backoff, as pure functions.
+
+Every number of the schedule is named here and nowhere else; ``tasks.settings`` carries the
+same defaults so they can be overridden from the environment (a unit test keeps the two
+in step). The tasks only call these functions and pass the result to Celery as a countdown.
+
+Why these defaults: most jobs finish within seconds to a couple of minutes, so the first
+poll comes soon (2 s) and the gap grows by 1.5x to at most 15 s, which bounds how late we
+notice completion while keeping a long job to ~4 polls a minute. Jitter (±25 %) keeps jobs
+submitted together from polling in lockstep. The 30-minute deadline sits well inside the
+one hour the server keeps a result.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks.settings import Settings
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "RETRY_AFTER_CAP",
+    "SUBMIT_BASE_DELAY",
+    "SUBMIT_FACTOR",
+    "SUBMIT_MAX_DELAY",
+    "SUBMIT_MAX_RETRIES",
+    "PollPolicy",
+    "deadline_passed",
+    "expected_polls",
+    "next_poll_delay",
+    "submit_retry_delay",
+]
+
+# A server's Retry-After is honoured up to this many seconds. A larger value (or a date far
+# ahead) is more likely a misconfigured proxy than a real wish, and a countdown beyond the
+# broker's visibility timeout (tasks.celeryconfig) would get the message redelivered.
+RETRY_AFTER_CAP = 300.0
+
+# Submit (and other transient) retries: 1, 2, 4 ... 60 s ceilings with full jitter, 8 tries.
+SUBMIT_BASE_DELAY = 1.0
+SUBMIT_FACTOR = 2.0
+SUBMIT_MAX_DELAY = 60.0
+SUBMIT_MAX_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """The poll schedule: ``first_delay * factor ** attempt``, jittered, capped, bounded."""
+
+    first_delay: float = 2.0
+    factor: float = 1.5
+    max_delay: float = 15.0
+    jitter: float = 0.25
+    deadline: float = 1800.0  # seconds from submission until the job counts as timed out
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_delay <= self.max_delay:
+            raise ValueError("need 0 < first_delay <= max_delay")
+        if self.factor < 1:
+            raise ValueError("factor must be >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if self.deadline <= 0:
+            raise ValueError("deadline must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PollPolicy:
+        return cls(
+            first_delay=settings.poll_first_delay,
+            factor=settings.poll_factor,
+            max_delay=settings.poll_max_delay,
+            jitter=settings.poll_jitter,
+            deadline=settings.poll_deadline,
+        )
+
+    def base_delay(self, attempt: int) -> float:
+        """The un-jittered delay after poll number ``attempt`` (0-based), capped."""
+        if attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {attempt}")
+        try:
+            delay = self.first_delay * self.factor**attempt
+        except OverflowError:  # factor ** 10_000: long past the cap anyway
+            return self.max_delay
+        return min(delay, self.max_delay)
+
+
+DEFAULT_POLICY = PollPolicy()
+
+
+def _honour(delay: float, retry_after: float | None) -> float:
+    """Never earlier than the server asked, but no later than ``RETRY_AFTER_CAP``."""
+    if retry_after is None or math.isnan(retry_after):
+        return delay
+    return max(delay, min(max(retry_after, 0.0), RETRY_AFTER_CAP))
+
+
+def next_poll_delay(
+    attempt: int,
+    *,
+    policy: PollPolicy = DEFAULT_POLICY,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before the poll after poll number ``attempt`` (0-based).
+
+    Jitter multiplies the base delay by a factor in ``[1 - jitter, 1 + jitter]``; the cap
+    applies *after* jitter, so ``policy.max_delay`` is a hard bound on the schedule (near
+    the cap the jitter only shortens). A server's ``Retry-After`` overrides the schedule
+    upwards only, and is itself bounded by ``RETRY_AFTER_CAP``.
+    """
+    base = policy.base_delay(attempt)
+    jittered = base * (1.0 + policy.jitter * (2.0 * rand() - 1.0))
+    return _honour(min(jittered, policy.max_delay), retry_after)
+
+
+def submit_retry_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before retry number ``attempt + 1`` of a submit that failed transiently.
+
+    "Full jitter": uniform in ``[0, min(SUBMIT_MAX_DELAY, SUBMIT_BASE_DELAY * 2 ** attempt)]``,
+    which spreads a burst of rate-limited submits best. ``Retry-After`` as for polls.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    try:
+        ceiling = min(SUBMIT_MAX_DELAY, SUBMIT_BASE_DELAY * SUBMIT_FACTOR**attempt)
+    except OverflowError:
+        ceiling = SUBMIT_MAX_DELAY
+    return _honour(ceiling * rand(), retry_after)
+
+
+def deadline_passed(started_at: float, now: float, policy: PollPolicy = DEFAULT_POLICY) -> bool:
+    """Whether a job submitted at ``started_at`` (epoch seconds) has run out of time."""
+    return now - started_at >= policy.deadline
+
+
+def expected_polls(duration_s: float, policy: PollPolicy = DEFAULT_POLICY) -> int:
+    """How many GETs the schedule makes for a job the server finishes ``duration_s`` after
+    submission, ignoring jitter and queueing.
+
+    The first poll follows the submit at once (t = 0); poll ``k + 1`` comes
+    ``base_delay(k)`` after poll ``k``. The first poll at or after ``duration_s`` sees the
+    job completed and is the last. A poll due at or after the deadline is not made (the job
+    is stored as timed out instead), so a job longer than the deadline costs only the polls
+    before it.
+    """
+    polls, t = 0, 0.0
+    while t < policy.deadline:
+        polls += 1
+        if t >= duration_s:
+            break
+        t += policy.base_delay(polls - 1)
+    return polls
