@@ -1,0 +1,55 @@
+"""Assembling the aiohttp application, and the background purge that bounds memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from workers.emulator import admin, api
+from workers.emulator.config import EmulatorConfig
+from workers.emulator.state import STATE, State
+
+__all__ = ["build_app", "purge_interval"]
+
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+
+
+def purge_interval(retention: float) -> float:
+    """How often expired jobs are dropped: a quarter of the retention, 0.25..30 s."""
+    return min(max(retention / 4, 0.25), 30.0)
+
+
+async def _purge_forever(state: State) -> None:
+    while True:
+        await asyncio.sleep(purge_interval(state.config.retention))
+        state.store.purge(time.monotonic(), state.config.retention)
+        state.stats.trim(time.time())
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    state.session = aiohttp.ClientSession(trust_env=False)
+    purger = asyncio.create_task(_purge_forever(state))
+    yield
+    purger.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await purger
+    await state.session.close()
+    state.session = None
+
+
+def build_app(config: EmulatorConfig | None = None) -> web.Application:
+    """The emulator as an aiohttp application, for ``web.run_app`` or embedding in tests."""
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    app[STATE] = State(config or EmulatorConfig())
+    app.router.add_post("/v1/stt/create", api.create_generation)
+    app.router.add_get("/v1/stt/{generation_id}", api.get_generation, allow_head=False)
+    app.router.add_routes(admin.routes)
+    app.router.add_route("*", "/{tail:.*}", api.not_found)
+    app.cleanup_ctx.append(_background)
+    return app

@@ -1,0 +1,45 @@
+"""The one mutable object of a running emulator: current config, jobs, counters, dice.
+
+Handlers read ``state.config`` once per request, so a concurrent admin update never mixes
+two configurations inside one answer.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from workers.emulator.config import EmulatorConfig
+from workers.emulator.faults import FaultDice
+from workers.emulator.jobs import JobStore
+from workers.emulator.stats import RequestStats
+
+__all__ = ["STATE", "State"]
+
+
+class State:
+    """Everything the handlers share; ``reset()`` returns it to how it started."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.startup_config = config
+        self.config = config
+        self.store = JobStore()
+        self.stats = RequestStats()
+        self.dice = FaultDice(config.seed)
+        self.session: aiohttp.ClientSession | None = None  # for local audio downloads
+
+    def reconfigure(self, config: EmulatorConfig, *, reseed: bool) -> None:
+        """Swap in ``config``; ``reseed`` restarts the fault dice from ``config.seed``."""
+        self.config = config
+        if reseed:
+            self.dice = FaultDice(config.seed)
+
+    def reset(self) -> None:
+        """Forget all jobs and counters; restore the start-up config and dice."""
+        self.config = self.startup_config
+        self.store.clear()
+        self.stats = RequestStats()
+        self.dice = FaultDice(self.config.seed)
+
+
+STATE = web.AppKey("state", State)
