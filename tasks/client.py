@@ -175,31 +175,24 @@ def parse_generation(
     ``phase`` is pending). ``default_status`` covers the create answer, whose schema
     requires only the id. Anything else is a ``PermanentError``: retrying cannot fix it.
     """
+
+    def malformed(why: str) -> PermanentError:
+        return PermanentError(f"malformed answer: {why}", request_id=request_id)
+
     if not isinstance(body, dict):
-        raise PermanentError(
-            f"malformed answer: expected a JSON object, got {type(body).__name__}",
-            request_id=request_id,
-        )
+        raise malformed(f"expected a JSON object, got {type(body).__name__}")
     keys = _truncate(", ".join(sorted(map(str, body))), 120)
-    generation_id = body.get("generation_id", body.get("id"))
-    if not isinstance(generation_id, str) or not generation_id:
-        raise PermanentError(
-            f"malformed answer: no generation id (keys: {keys})", request_id=request_id
-        )
+    generation_id = body.get("generation_id") or body.get("id")
+    if not isinstance(generation_id, str):
+        raise malformed(f"no generation id (keys: {keys})")
     status = body.get("status", default_status)
     if not isinstance(status, str) or not status:
-        raise PermanentError(
-            f"malformed answer: missing or non-string status (keys: {keys})",
-            request_id=request_id,
-        )
+        raise malformed(f"missing or non-string status (keys: {keys})")
     result = body.get("result")
     if result is None:
         result = body.get("output")
     if result is not None and not isinstance(result, dict):
-        raise PermanentError(
-            f"malformed answer: result is a {type(result).__name__}, not an object",
-            request_id=request_id,
-        )
+        raise malformed(f"result is a {type(result).__name__}, not an object")
     body_id = body.get("requestId")
     if request_id is None and isinstance(body_id, str) and body_id:
         request_id = body_id
@@ -237,8 +230,12 @@ class STTClient:
         session: requests.Session | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
+        api_key = api_key.strip()  # a trailing newline or \r from an env file is common
         if not api_key:
             raise ConfigurationError("AIML_API_KEY", "is empty; the client cannot authenticate")
+        if not (api_key.isascii() and api_key.isprintable()) or " " in api_key:
+            # It would fail in the header anyway, deep in a task, with the key in the error.
+            raise ConfigurationError("AIML_API_KEY", "has spaces or non-ASCII characters")
         self._key = api_key
         self._root = _api_root(base_url)
         self._timeout = (connect_timeout, read_timeout)
@@ -310,7 +307,8 @@ class STTClient:
         return f"STTClient(base_url={self._root!r})"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***")
+        # Also the escaped form: requests quotes a bad header value with repr().
+        return text.replace(self._key, "***").replace(repr(self._key)[1:-1], "***")
 
     def _call(
         self, method: str, path: str, payload: dict[str, Any] | None

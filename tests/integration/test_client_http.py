@@ -59,6 +59,10 @@ class FakeAPI(ThreadingHTTPServer):
     def reply(self, method: str, path: str, reply: Reply) -> None:
         self.replies[(method, path)] = reply
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up early (the huge-body test) is expected, not news.
+        pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's pooling is observable
@@ -341,3 +345,31 @@ def test_a_callers_session_is_used_and_left_open(api: FakeAPI) -> None:
     assert CountingSession.closed == 0
     assert "Authorization" not in session.headers  # the key went per request
     session.close()
+
+
+@pytest.mark.parametrize("bad_key", ["sk-broken\nkey-0123", "sk-in ner-0123", "sk-ümlaut-0123"])
+def test_unsendable_key_is_refused_up_front_without_quoting_it(bad_key: str) -> None:
+    with pytest.raises(ConfigurationError, match="AIML_API_KEY") as info:
+        STTClient(bad_key, "https://api.aimlapi.com")
+    assert "sk-" not in str(info.value)
+
+
+def test_surrounding_whitespace_of_the_key_is_dropped(api: FakeAPI) -> None:
+    api.reply("GET", "/v1/stt/g", Reply(200, {"id": "g", "status": "queued"}))
+    with STTClient(f"  {KEY}\r\n", api.url) as c:
+        c.get("g")
+    assert api.seen[0].headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_request_exceptions_are_scrubbed_even_when_escaped(api: FakeAPI) -> None:
+    # requests quotes header values with repr() in its errors; both forms are scrubbed.
+    class Exploding(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            header = kwargs["headers"]["Authorization"]
+            raise requests.exceptions.InvalidHeader(f"bad header value: {header!r}")
+
+    with STTClient(KEY + "\\x", api.url, session=Exploding()) as c:
+        error = _raised(lambda: c.get("g"))
+    assert isinstance(error, PermanentError)
+    assert error.message == "GET /v1/stt/g: InvalidHeader: bad header value: 'Bearer ***'"
+    assert error.__suppress_context__
