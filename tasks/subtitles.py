@@ -2,7 +2,9 @@
 
 Cues come from the best timing the model gave:
 
-1. its segments (Deepgram sentences, AssemblyAI utterances, whisper segments), as they are;
+1. its segments (Deepgram sentences, AssemblyAI utterances, whisper segments). A segment
+   longer than ``MAX_CUE_SECONDS`` or two lines (``2 * MAX_CUE_CHARS``) is re-cut from the
+   words inside it when there are any: an utterance can run for minutes;
 2. else its words, grouped into cues of at most ``MAX_CUE_SECONDS`` and ``MAX_CUE_CHARS``
    (the usual one-line subtitle limits);
 3. else, for a text-only answer (the OpenAI gpt-4o models give no timings), one cue from
@@ -15,7 +17,8 @@ transcript gives a file without cues.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tasks.models import Segment, Transcript, Word
@@ -68,14 +71,28 @@ def _group_words(words: Iterable[Word]) -> list[Cue]:
     return out
 
 
-def _from_segments(segments: Iterable[Segment]) -> list[Cue]:
-    return [Cue(s.start, s.end, s.text, s.speaker) for s in segments]
+def _from_segments(segments: Iterable[Segment], words: Sequence[Word]) -> list[Cue]:
+    """One cue per segment that fits on screen; the words of one that does not, grouped."""
+    words = sorted(words, key=lambda w: w.start)
+    starts = [w.start for w in words]
+    out: list[Cue] = []
+    for seg in segments:
+        fits = seg.end - seg.start <= MAX_CUE_SECONDS and len(seg.text) <= 2 * MAX_CUE_CHARS
+        inside = (
+            [] if fits else words[bisect_left(starts, seg.start) : bisect_left(starts, seg.end)]
+        )
+        if not inside:
+            out.append(Cue(seg.start, seg.end, seg.text, seg.speaker))
+            continue
+        for cue in _group_words(inside):
+            out.append(Cue(cue.start, cue.end, cue.text, cue.speaker or seg.speaker))
+    return out
 
 
 def cues(transcript: Transcript) -> list[Cue]:
     """The cues both formats are written from, in time order, with clean one-line text."""
     if transcript.segments:
-        raw = _from_segments(transcript.segments)
+        raw = _from_segments(transcript.segments, transcript.words)
     elif transcript.words:
         raw = _group_words(transcript.words)
     elif not transcript.text.strip():

@@ -116,6 +116,28 @@ def test_word_cues_respect_the_limits_and_keep_every_word(spec: list[tuple[str, 
             assert cue.end - cue.start <= MAX_CUE_SECONDS + 1e-9
 
 
+def test_long_segment_is_recut_from_its_words() -> None:
+    # A 12-word utterance over 12 s: too long for one cue, so its words are grouped.
+    words = tuple(Word(f"w{i:02d}", 10.0 + i, 11.0 + i) for i in range(12))
+    transcript = Transcript(
+        "x",
+        words=(Word("before", 0.0, 1.0), *words),
+        segments=(Segment("short one", 0.0, 1.0, "A"), Segment("long", 10.0, 22.0, "B")),
+    )
+    got = [(c.start, c.end, c.text, c.speaker) for c in cues(transcript)]
+    assert got == [
+        (0.0, 1.0, "short one", "A"),  # fits: the segment's own text, not its words
+        (10.0, 17.0, "w00 w01 w02 w03 w04 w05 w06", "B"),
+        (17.0, 22.0, "w07 w08 w09 w10 w11", "B"),
+    ]
+
+
+def test_long_segment_without_words_stays_whole() -> None:
+    transcript = Transcript("x", segments=(Segment("a very long monologue " * 10, 0.0, 60.0),))
+    [cue] = cues(transcript)
+    assert (cue.start, cue.end) == (0.0, 60.0)
+
+
 def test_text_only_with_duration_is_one_cue() -> None:
     transcript = Transcript("Just text.", usage=Usage(audio_seconds=12.3456))
     assert to_srt(transcript) == "1\n00:00:00,000 --> 00:00:12,346\nJust text.\n"
