@@ -94,7 +94,7 @@ def get_response_schema(dialect: str = "classic") -> Schema:
     ``{id, status, output, error: {name, message} | null}`` with the contract's result
     schema as ``output``.
     """
-    base = copy.deepcopy(_schemas()["Voice.v1.SpeechToTextGetResponseDTO"])
+    base: Schema = copy.deepcopy(_schemas()["Voice.v1.SpeechToTextGetResponseDTO"])
     pending = ("waiting", "active") if dialect in ("waiting", "v2") else ("queued", "generating")
     if dialect in ("classic", "waiting"):
         base["properties"]["status"]["enum"] = _statuses(pending)

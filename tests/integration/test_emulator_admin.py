@@ -1,0 +1,117 @@
+"""The admin API: per-job facts, create counts, request stats, config and reset."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+import requests
+
+from tests.fixtures.emulator import EmulatorHandle
+
+
+def test_job_facts(emulator: EmulatorHandle) -> None:
+    url = "https://example.com/force-duration-8/a.mp3"
+    before = time.time()
+    generation_id = emulator.create(url, "aai/nano", language="de", prompt="hi").json()[
+        "generation_id"
+    ]
+    emulator.wait(generation_id)
+    job = emulator.job(generation_id)
+    assert (job["url"], job["model"], job["duration"], job["language"]) == (
+        url,
+        "aai/nano",
+        8.0,
+        "de",
+    )
+    assert before <= job["created_ts"] <= time.time()
+    assert job["finished"] is True and job["status"] == "completed"
+    assert job["finished_ts"] > job["created_ts"]
+    finished_at = datetime.fromisoformat(job["finished_at"]).timestamp()
+    assert finished_at == pytest.approx(job["finished_ts"], abs=0.001)
+    assert job["polls"] >= 1
+    assert [j["generation_id"] for j in emulator.jobs()] == [generation_id]
+
+
+def test_unknown_job_is_404(emulator: EmulatorHandle) -> None:
+    response = requests.get(f"{emulator.base_url}/_emulator/jobs/nope", timeout=10)
+    assert response.status_code == 404
+
+
+def test_create_counts_show_duplicates(emulator: EmulatorHandle) -> None:
+    for url in (
+        "https://example.com/a.mp3",
+        "https://example.com/a.mp3",
+        "https://example.com/b.mp3",
+    ):
+        emulator.create(url)
+    assert emulator.create_counts() == {
+        "https://example.com/a.mp3": 2,
+        "https://example.com/b.mp3": 1,
+    }
+
+
+def test_request_stats_and_second_buckets(emulator: EmulatorHandle) -> None:
+    started = int(time.time())
+    ids = [
+        emulator.create(f"https://example.com/{i}.mp3").json()["generation_id"] for i in range(5)
+    ]
+    for generation_id in ids:
+        emulator.poll(generation_id)
+    emulator.poll("missing")
+    stats = emulator.stats()
+    assert stats["total"] == 11
+    assert stats["by_endpoint"] == {"create": 5, "get": 6}
+    assert stats["by_status"] == {"create 201": 5, "get 201": 5, "get 404": 1}
+    assert sum(stats["per_second"]["create"].values()) == 5
+    assert sum(stats["per_second"]["all"].values()) == 11
+    assert all(int(second) >= started for second in stats["per_second"]["all"])
+    assert stats["max_per_second"]["create"] >= 1
+    assert stats["jobs"] == 5
+    assert stats["rss_bytes"] > 1_000_000
+
+
+def test_admin_calls_are_not_counted(emulator: EmulatorHandle) -> None:
+    emulator.jobs()
+    emulator.config()
+    requests.get(emulator.sample_url(1), timeout=10)
+    assert emulator.stats()["total"] == 0
+
+
+def test_reset_forgets_everything_and_restores_the_startup_config(
+    emulator: EmulatorHandle,
+) -> None:
+    startup = emulator.config()
+    emulator.create("https://example.com/a.mp3")
+    emulator.configure(dialect="v2", fixed=9.0, faults={"rate_500": 0.5})
+    emulator.reset()
+    assert emulator.config() == startup
+    assert emulator.jobs() == []
+    assert emulator.create_counts() == {}
+    assert emulator.stats()["total"] == 0
+
+
+def test_configure_answers_the_effective_config(emulator: EmulatorHandle) -> None:
+    config = emulator.configure(speed=0.5, fixed=None, queue_delay=1.0, retention=60)
+    assert (config["speed"], config["fixed"], config["queue_delay"], config["retention"]) == (
+        0.5,
+        None,
+        1.0,
+        60.0,
+    )
+    assert emulator.config() == config
+
+
+def test_bad_settings_are_refused_by_name(emulator: EmulatorHandle) -> None:
+    url = f"{emulator.base_url}/_emulator/config"
+    for settings, word in (
+        ({"speeed": 1}, "speeed"),
+        ({"speed": "fast"}, "speed"),
+        ({"retention": 0}, "retention"),
+        ({"seed": 1.5}, "seed"),
+    ):
+        response = requests.post(url, json=settings, timeout=10)
+        assert response.status_code == 400
+        assert word in response.json()["error"]
+    assert requests.post(url, data=b"[1]", timeout=10).status_code == 400

@@ -1,0 +1,65 @@
+"""The command line: bad flags fail fast with a message; a taken port is a clean error."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from tests.fixtures.emulator import REPO_ROOT, EmulatorHandle
+from workers.emulator.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fault", "rate_503"],
+        ["--fault", "rate_503=2"],
+        ["--fault", "teapot=1"],
+        ["--fault-get", "latency_ms=800-200"],
+        ["--dialect", "v9"],
+        ["--retention", "0"],
+    ],
+)
+def test_bad_flags_exit_2_naming_the_problem(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_a_taken_port_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port)]) == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_module_entry_point_serves_and_stops_on_sigterm(
+    emulator_factory: Callable[..., EmulatorHandle],
+) -> None:
+    emu = emulator_factory("--seed", "3")
+    assert requests.get(f"{emu.base_url}/_emulator/health", timeout=10).json()["ok"] is True
+    emu.process.terminate()
+    assert emu.process.wait(timeout=10) == 0
+
+
+def test_help_lists_the_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.emulator", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in ("--port", "--api-key", "--retention", "--speed", "--fixed", "--queue-delay",
+                 "--dialect", "--seed", "--fault", "--fault-create", "--fault-get"):  # fmt: skip
+        assert flag in out
