@@ -116,3 +116,12 @@ def test_pending_jobs_do_not_expire(emulator_factory: Callable[..., EmulatorHand
     generation_id = emu.create("https://example.com/a.mp3").json()["generation_id"]
     time.sleep(1.0)
     assert emu.poll(generation_id).json()["status"] == "generating"
+
+
+def test_a_retention_shortened_at_run_time_purges_promptly(emulator: EmulatorHandle) -> None:
+    emulator.configure(retention=0.5, fixed=0.0, queue_delay=0.0)
+    for i in range(10):
+        emulator.create(f"https://example.com/{i}.mp3")
+    assert emulator.stats()["jobs"] == 10
+    time.sleep(2.0)  # retention 0.5 s plus at most one 1 s purge tick
+    assert emulator.stats()["jobs"] == 0
