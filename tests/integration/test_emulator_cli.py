@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -63,3 +65,26 @@ def test_help_lists_the_flags() -> None:
     for flag in ("--port", "--api-key", "--retention", "--speed", "--fixed", "--queue-delay",
                  "--dialect", "--seed", "--fault", "--fault-create", "--fault-get"):  # fmt: skip
         assert flag in out
+
+
+def test_a_hung_request_does_not_hold_up_a_stop(
+    emulator_factory: Callable[..., EmulatorHandle],
+) -> None:
+    emu = emulator_factory("--fault", "rate_hang=1", "--fault", "hang_seconds=60")
+    errors: list[Exception] = []
+
+    def hang() -> None:
+        try:
+            emu.create("https://example.com/a.mp3")
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    client = threading.Thread(target=hang)
+    client.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    emu.process.terminate()
+    assert emu.process.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    client.join(timeout=10)
+    assert errors  # the hung client saw its connection close, not an answer

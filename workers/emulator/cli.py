@@ -29,6 +29,7 @@ from workers.emulator.config import (
 __all__ = ["build_parser", "config_from_args", "main"]
 
 READY_PREFIX = "aiml-stt emulator listening on "
+SHUTDOWN_TIMEOUT = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +85,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 async def serve(app: web.Application, host: str, port: int, access_log: bool) -> None:
     """Run ``app`` until SIGINT or SIGTERM, announcing the bound address once ready."""
-    options: dict[str, Any] = {"handle_signals": False}
+    # Hung requests (the hang fault) must not hold up a stop: give in-flight ones 1 s.
+    options: dict[str, Any] = {"handle_signals": False, "shutdown_timeout": SHUTDOWN_TIMEOUT}
     if not access_log:
         options["access_log"] = None
     runner = web.AppRunner(app, **options)
