@@ -38,6 +38,7 @@ def assert_error(response: requests.Response, status: int, path: str) -> dict[st
     assert body["statusCode"] == status
     assert body["path"] == path
     uuid.UUID(body["requestId"])
+    assert response.headers["x-request-id"] == body["requestId"]
     datetime.fromisoformat(body["timestamp"])
     return body
 

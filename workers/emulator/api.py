@@ -218,4 +218,5 @@ async def not_found(request: web.Request) -> web.StreamResponse:
     message = f"Cannot {request.method} {request.path}"
     request_id = str(uuid.uuid4())
     body = render.vendor_error(404, request.path, request_id, message)
-    return web.Response(body=body, status=404, content_type=_JSON)
+    headers = {"x-request-id": request_id}
+    return web.Response(body=body, status=404, content_type=_JSON, headers=headers)
