@@ -61,7 +61,9 @@ class Settings:
 
     def validate(self) -> None:
         if not self.api_base.startswith(("http://", "https://")):
-            raise ConfigurationError("AIML_API_BASE", f"must be an http(s) URL, got {self.api_base!r}")
+            raise ConfigurationError(
+                "AIML_API_BASE", f"must be an http(s) URL, got {self.api_base!r}"
+            )
         if self.poll_first_delay <= 0 or self.poll_max_delay < self.poll_first_delay:
             raise ConfigurationError(
                 "STT_POLL_MAX_DELAY", "must be >= STT_POLL_FIRST_DELAY, both positive"

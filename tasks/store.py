@@ -96,7 +96,9 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def create_job(self, request: JobRequest, *, now: datetime | None = None) -> tuple[JobRecord, bool]:
+    def create_job(
+        self, request: JobRequest, *, now: datetime | None = None
+    ) -> tuple[JobRecord, bool]:
         """Insert a pending job; with an idempotency key already known, return that job.
 
         Returns the record and whether it was created by this call.
@@ -242,7 +244,9 @@ class Store:
             )
         with self.session() as session:
             result = session.execute(
-                update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL)).values(**values)
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+                .values(**values)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -278,7 +282,7 @@ class Store:
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
-            return {status: count for status, count in rows}
+            return {row[0]: row[1] for row in rows}
 
 
 _FINAL = [s.value for s in FINAL_JOB_STATUSES]
@@ -320,4 +324,6 @@ def _migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         for column in missing:
             kind = column.type.compile(dialect=engine.dialect)
-            conn.execute(text(f'ALTER TABLE {JobRow.__tablename__} ADD COLUMN "{column.name}" {kind}'))
+            conn.execute(
+                text(f'ALTER TABLE {JobRow.__tablename__} ADD COLUMN "{column.name}" {kind}')
+            )

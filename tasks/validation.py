@@ -122,7 +122,9 @@ def validate_request(
         raise InvalidInput("model", f"unknown model {model!r}; see tasks.catalog.MODELS")
     checked_language = _optional_str("language", language, limit=35)
     if checked_language is not None and not _LANGUAGE.match(checked_language):
-        raise InvalidInput("language", f"must be a BCP-47 tag like 'en' or 'en-US', got {language!r}")
+        raise InvalidInput(
+            "language", f"must be a BCP-47 tag like 'en' or 'en-US', got {language!r}"
+        )
     return JobRequest(
         url=checked_url,
         model=model,

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.services",
+    "tests.fixtures.stack",
 ]

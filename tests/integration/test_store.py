@@ -60,31 +60,51 @@ def test_generation_id_is_never_overwritten(store: Store) -> None:
     store.mark_submitted(record.id, "gen-second", now=T0 + timedelta(seconds=5))
     got = store.get(record.id)
     assert got is not None
-    assert (got.generation_id, got.submitted_at, got.status) == ("gen-first", T0, JobStatus.SUBMITTED)
+    assert (got.generation_id, got.submitted_at, got.status) == (
+        "gen-first",
+        T0,
+        JobStatus.SUBMITTED,
+    )
 
 
 def test_land_then_finish_stores_transcript_usage_and_timings(store: Store) -> None:
     record, _ = store.create_job(_request(), now=T0)  # type: ignore[arg-type]
     store.mark_submitted(record.id, "g1", now=T0 + timedelta(seconds=1))
     store.record_poll(record.id, server_status="generating", polls=1, next_poll_at=T0)
-    raw = {"text": "hello world", "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}}
+    raw = {
+        "text": "hello world",
+        "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13},
+    }
     store.land_result(
-        record.id, server_status="completed", raw_result=raw, error=None, polls=2,
+        record.id,
+        server_status="completed",
+        raw_result=raw,
+        error=None,
+        polls=2,
         finished_at=T0 + timedelta(seconds=9),
     )
     # A redelivered poll seeing it again later does not move the first sighting.
     store.land_result(
-        record.id, server_status="completed", raw_result=raw, error=None, polls=3,
+        record.id,
+        server_status="completed",
+        raw_result=raw,
+        error=None,
+        polls=3,
         finished_at=T0 + timedelta(seconds=20),
     )
     transcript = Transcript(
         text="hello world",
         words=(Word("hello", 0.0, 0.4, 0.9), Word("world", 0.5, 0.9, 0.8)),
         segments=(Segment("hello world", 0.0, 0.9, speaker="A"),),
-        usage=Usage(input_tokens=10, audio_tokens=10, text_tokens=0, output_tokens=3, total_tokens=13),
+        usage=Usage(
+            input_tokens=10, audio_tokens=10, text_tokens=0, output_tokens=3, total_tokens=13
+        ),
     )
     assert store.finish(
-        record.id, JobStatus.COMPLETED, transcript=transcript, cost_usd=0.000045,
+        record.id,
+        JobStatus.COMPLETED,
+        transcript=transcript,
+        cost_usd=0.000045,
         now=T0 + timedelta(seconds=10),
     )
     got = store.get(record.id)
@@ -97,7 +117,12 @@ def test_land_then_finish_stores_transcript_usage_and_timings(store: Store) -> N
         {"text": "world", "start": 0.5, "end": 0.9, "confidence": 0.8},
     ]
     assert got.segments == [{"text": "hello world", "start": 0.0, "end": 0.9, "speaker": "A"}]
-    assert (got.input_tokens, got.audio_tokens, got.output_tokens, got.total_tokens) == (10, 10, 3, 13)
+    assert (got.input_tokens, got.audio_tokens, got.output_tokens, got.total_tokens) == (
+        10,
+        10,
+        3,
+        13,
+    )
     assert got.cost_usd == pytest.approx(0.000045)
     assert got.polls == 2
     assert got.finished_at == T0 + timedelta(seconds=9)
@@ -115,8 +140,12 @@ def test_finish_is_idempotent(store: Store) -> None:
 
 
 def test_list_and_count_by_status(store: Store) -> None:
-    ids = [store.create_job(_request(f"https://a.example/{i}.wav"), now=T0 + timedelta(seconds=i))[0].id  # type: ignore[arg-type]
-           for i in range(3)]
+    ids = [
+        store.create_job(_request(f"https://a.example/{i}.wav"), now=T0 + timedelta(seconds=i))[
+            0
+        ].id  # type: ignore[arg-type]
+        for i in range(3)
+    ]
     store.finish(ids[0], JobStatus.TIMEOUT, error="deadline")
     assert [r.id for r in store.list_jobs()] == ids[::-1]
     assert [r.id for r in store.list_jobs(status=JobStatus.TIMEOUT)] == [ids[0]]

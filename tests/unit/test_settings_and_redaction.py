@@ -42,8 +42,10 @@ def test_key_required_only_where_used_and_never_shown() -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("https://b.s3.amazonaws.com/a.mp3?X-Amz-Signature=s3cr3t&X-Amz-Credential=c",
-         "https://b.s3.amazonaws.com/a.mp3?<redacted>"),
+        (
+            "https://b.s3.amazonaws.com/a.mp3?X-Amz-Signature=s3cr3t&X-Amz-Credential=c",
+            "https://b.s3.amazonaws.com/a.mp3?<redacted>",
+        ),
         ("https://user:pw@host.example:8443/x.wav#frag", "https://host.example:8443/x.wav"),
         ("https://host.example/plain.wav", "https://host.example/plain.wav"),
     ],

@@ -1,0 +1,105 @@
+"""The Celery tasks: ``stt.submit`` -> ``stt.poll`` -> ``stt.store``, chained.
+
+Each task is thin: it unpacks a small JSON message, calls a plain function from
+``tasks.steps`` and decides about retries. Waiting for the server is never a sleep:
+``stt.poll`` re-schedules itself with ``self.retry(countdown=...)``, which frees the worker
+slot; the chain's next step (``stt.store``) rides along on the retried message.
+
+A database error in any step is retried by Celery's own ``autoretry_for`` backoff: the
+step is idempotent and the row is the source of truth, so trying again is always safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, chain, shared_task
+from sqlalchemy.exc import DBAPIError
+
+from tasks import runtime
+from tasks.errors import TransientError
+from tasks.models import JobStatus
+from tasks.polling import PollPolicy, submit_retry_delay
+from tasks.settings import get_settings
+from tasks.steps import Outcome, Reschedule, parse_message, poll_once, store_outcome, submit_job
+from tasks.steps import utcnow as _now
+
+__all__ = ["pipeline_signature", "poll", "store", "submit"]
+
+log = logging.getLogger(__name__)
+
+# Database trouble: back off 2, 4, 8 ... up to 60 s, for about half an hour in all.
+_DB_RETRY: dict[str, Any] = {
+    "autoretry_for": (DBAPIError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 40,
+}
+
+
+# submit and poll count their own attempts (submit_max_retries, the poll deadline), so
+# Celery's retry cap is off for them; it still bounds store's database retries.
+_UNCAPPED = {**_DB_RETRY, "max_retries": None}
+
+
+@shared_task(name="stt.submit", bind=True, **_UNCAPPED)
+def submit(self: Task, job_id: str) -> dict[str, Any]:
+    """Create the job at the API once and record its ``generation_id``."""
+    settings = get_settings()
+    try:
+        result = submit_job(
+            runtime.get_store(),
+            runtime.get_client(),
+            job_id,
+            policy=PollPolicy.from_settings(settings),
+            now=_now(),
+        )
+    except TransientError as exc:
+        attempt = self.request.retries
+        if attempt >= settings.submit_max_retries:
+            runtime.get_store().count_submit_attempt(job_id)
+            message = f"submit gave up after {attempt + 1} attempts: {exc}"
+            return Outcome(job_id, JobStatus.FAILED, message).to_message()
+        runtime.get_store().count_submit_attempt(job_id)
+        delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
+        log.info("job %s: submit retry %d in %.1f s (%s)", job_id, attempt + 1, delay, exc)
+        raise self.retry(countdown=delay) from None
+    return result.to_message()
+
+
+@shared_task(name="stt.poll", bind=True, **_UNCAPPED)
+def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+    """Ask the server once; re-schedule itself while the job is pending."""
+    ref = parse_message(message)
+    if isinstance(ref, Outcome):  # submit already ended the job: pass it on to store
+        return message
+    settings = get_settings()
+    result = poll_once(
+        runtime.get_store(),
+        runtime.get_client(),
+        ref,
+        attempt=self.request.retries,
+        policy=PollPolicy.from_settings(settings),
+        now=_now(),
+    )
+    if isinstance(result, Reschedule):
+        raise self.retry(countdown=result.delay)
+    return result.to_message()
+
+
+@shared_task(name="stt.store", bind=True, **_DB_RETRY)
+def store(self: Task, message: dict[str, Any]) -> None:
+    """Persist the final state: transcript, usage, cost, timings, or the error."""
+    outcome = parse_message(message)
+    if not isinstance(outcome, Outcome):
+        raise TypeError(f"stt.store expects an outcome, got {message!r}")
+    record = store_outcome(runtime.get_store(), outcome, now=_now())
+    if record is not None:
+        log.info("job %s stored as %s", record.id, record.status.value)
+
+
+def pipeline_signature(job_id: str) -> Any:
+    """The chain for one job; ``.apply_async()`` it to start the job."""
+    return chain(submit.si(job_id), poll.s(), store.s())

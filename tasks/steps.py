@@ -1,0 +1,211 @@
+"""The three steps of a job as plain functions: submit, poll once, store.
+
+The Celery tasks in ``tasks.pipeline`` only unpack ids, call these and decide whether to
+retry. Everything here takes its collaborators (store, client, clock, policy) as
+arguments, so it is testable without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tasks.client import STTClient
+from tasks.errors import PermanentError, TransientError
+from tasks.models import JobStatus, Phase
+from tasks.normalize import normalize
+from tasks.polling import PollPolicy, next_poll_delay
+from tasks.pricing import estimate_cost
+from tasks.redact import redact_url
+from tasks.store import JobRecord, Store
+
+__all__ = ["Outcome", "PollRef", "Reschedule", "poll_once", "store_outcome", "submit_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollRef:
+    """What the poll step needs, small enough to ride in a task message."""
+
+    job_id: str
+    generation_id: str
+    deadline: float  # epoch seconds
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "generation_id": self.generation_id,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a job ended, handed from poll to store. The result itself waits in the row."""
+
+    job_id: str
+    status: JobStatus
+    error: str | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "status": self.status.value, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    """Poll again after ``delay`` seconds."""
+
+    delay: float
+    reason: str
+
+
+def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
+    """The inverse of ``to_message`` for whichever of the two it was."""
+    if "status" in message:
+        return Outcome(message["job_id"], JobStatus(message["status"]), message.get("error"))
+    return PollRef(message["job_id"], message["generation_id"], float(message["deadline"]))
+
+
+def _deadline(record: JobRecord, policy: PollPolicy) -> float:
+    started = record.submitted_at or record.enqueued_at
+    return started.timestamp() + policy.deadline
+
+
+def submit_job(
+    store: Store, client: STTClient, job_id: str, *, policy: PollPolicy, now: datetime
+) -> PollRef | Outcome:
+    """Create the server-side job once, record its id, hand over to polling.
+
+    A redelivered submit finds the generation id already on the row and does not create a
+    second job at the API. ``TransientError`` propagates: the task retries it.
+    """
+    record = store.get(job_id)
+    if record is None:
+        return Outcome(job_id, JobStatus.FAILED, f"job {job_id} is not in the store")
+    if record.done:
+        return Outcome(job_id, record.status, record.error)
+    if record.generation_id is not None:
+        return PollRef(job_id, record.generation_id, _deadline(record, policy))
+    try:
+        generation = client.create(
+            model=record.model,
+            url=record.url,
+            language=record.language,
+            prompt=record.prompt,
+            temperature=record.temperature,
+        )
+    except PermanentError as exc:
+        store.count_submit_attempt(job_id)
+        return Outcome(job_id, JobStatus.FAILED, f"submit rejected: {exc}")
+    store.mark_submitted(job_id, generation.generation_id, now=now)
+    log.info(
+        "job %s submitted as %s (%s, %s)",
+        job_id,
+        generation.generation_id,
+        record.model,
+        redact_url(record.url),
+    )
+    return PollRef(job_id, generation.generation_id, now.timestamp() + policy.deadline)
+
+
+def poll_once(
+    store: Store,
+    client: STTClient,
+    ref: PollRef,
+    *,
+    attempt: int,
+    policy: PollPolicy,
+    now: datetime,
+) -> Reschedule | Outcome:
+    """Ask the server once; say when to ask again, or how the job ended."""
+    polls = attempt + 1
+    if now.timestamp() >= ref.deadline:
+        return Outcome(
+            ref.job_id,
+            JobStatus.TIMEOUT,
+            f"no final status within the {policy.deadline:.0f} s deadline "
+            f"after {attempt} polls (generation {ref.generation_id})",
+        )
+    try:
+        generation = client.get(ref.generation_id)
+    except TransientError as exc:
+        delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
+        return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}")
+    except PermanentError as exc:
+        return Outcome(ref.job_id, JobStatus.FAILED, f"poll failed: {exc}")
+
+    if generation.phase is Phase.PENDING:
+        if not generation.known_status:
+            log.warning(
+                "job %s: unknown server status %r, treated as pending",
+                ref.job_id,
+                generation.status,
+            )
+        delay = next_poll_delay(attempt, policy=policy)
+        return _reschedule(store, ref, generation.status, polls, delay, now, generation.status)
+
+    store.land_result(
+        ref.job_id,
+        server_status=generation.status,
+        raw_result=generation.result,
+        error=generation.error,
+        polls=polls,
+        finished_at=now,
+    )
+    if generation.phase is Phase.COMPLETED:
+        return Outcome(ref.job_id, JobStatus.COMPLETED)
+    return Outcome(
+        ref.job_id,
+        JobStatus.ERROR,
+        generation.error or f"the server ended the job with status {generation.status!r}",
+    )
+
+
+def _reschedule(
+    store: Store,
+    ref: PollRef,
+    server_status: str | None,
+    polls: int,
+    delay: float,
+    now: datetime,
+    reason: str,
+) -> Reschedule:
+    # Never sleep past the deadline: the last poll lands on it and reports the timeout.
+    delay = max(0.0, min(delay, ref.deadline - now.timestamp()))
+    store.record_poll(
+        ref.job_id,
+        server_status=server_status,
+        polls=polls,
+        next_poll_at=now + timedelta(seconds=delay),
+    )
+    return Reschedule(delay, reason)
+
+
+def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord | None:
+    """Write the job's final row: transcript, usage, cost, or the error. Idempotent."""
+    record = store.get(outcome.job_id)
+    if record is None or record.done:
+        return record
+    if outcome.status is JobStatus.COMPLETED:
+        try:
+            transcript = normalize(record.raw_result, model=record.model)
+        except PermanentError as exc:
+            store.finish(record.id, JobStatus.FAILED, error=f"unreadable result: {exc}", now=now)
+        else:
+            store.finish(
+                record.id,
+                JobStatus.COMPLETED,
+                transcript=transcript,
+                cost_usd=estimate_cost(record.model, transcript.usage),
+                now=now,
+            )
+    else:
+        store.finish(record.id, outcome.status, error=outcome.error, now=now)
+    return store.get(record.id)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

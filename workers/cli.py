@@ -1,0 +1,185 @@
+"""``stt-workers``: run workers, submit jobs and read results from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+
+from tasks.errors import InvalidInput
+from tasks.models import JobStatus
+from workers import render
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Transcribe audio through the AI/ML API with Celery workers."""
+
+
+@cli.command()
+@click.option("--concurrency", "-c", type=int, default=16, show_default=True)
+@click.option(
+    "--pool",
+    "-P",
+    type=click.Choice(["threads", "prefork", "solo", "gevent", "eventlet"]),
+    default="threads",
+    show_default=True,
+    help="threads suits this I/O-bound work; see docs/operations.md.",
+)
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option("--hostname", "-n", default=None, help="Node name (default: celery's).")
+def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
+    """Run a worker that consumes the stt queue."""
+    from workers.celery_app import app
+
+    argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    argv += ["--queues=stt", "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
+
+
+def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
+    collected = list(urls)
+    if from_file:
+        with click.open_file(from_file) as handle:
+            collected += [
+                line.strip() for line in handle if line.strip() and not line.startswith("#")
+            ]
+    if not collected:
+        raise click.UsageError("give at least one URL, or --from-file")
+    return collected
+
+
+@cli.command()
+@click.argument("urls", nargs=-1)
+@click.option("--from-file", "from_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--model", default="openai/gpt-4o-mini-transcribe", show_default=True)
+@click.option("--language", default=None)
+@click.option("--prompt", default=None)
+@click.option("--temperature", default=None, help="A number in [0, 1].")
+@click.option("--wait", is_flag=True, help="Wait until every job is final.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def submit(
+    urls: tuple[str, ...],
+    from_file: str | None,
+    model: str,
+    language: str | None,
+    prompt: str | None,
+    temperature: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Enqueue a transcription job for each URL."""
+    from tasks.jobs import transcribe
+    from tasks.validation import validate_request
+
+    all_urls = _read_urls(urls, from_file)
+    temp = _parse_temperature(temperature)
+    # Validate every URL before enqueueing any, so a bad line enqueues nothing at all.
+    for index, url in enumerate(all_urls):
+        try:
+            validate_request(url, model, language=language, prompt=prompt, temperature=temp)
+        except InvalidInput as exc:
+            where = f" (URL #{index + 1})" if len(all_urls) > 1 else ""
+            raise click.BadParameter(f"{exc}{where}", param_hint=f"'{exc.field}'") from None
+    handles = [
+        transcribe(url, model, language=language, prompt=prompt, temperature=temp)
+        for url in all_urls
+    ]
+    if not (wait or from_file):
+        for handle, url in zip(handles, all_urls, strict=True):
+            click.echo(json.dumps({"id": handle.id, "url": url}) if as_json else handle.id)
+        return
+    records = render.wait_with_progress([h.id for h in handles], timeout=timeout)
+    for record in records:
+        click.echo(json.dumps(render.record_json(record)) if as_json else render.summary(record))
+    if any(r.status is not JobStatus.COMPLETED for r in records):
+        sys.exit(1)
+
+
+def _parse_temperature(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise click.BadParameter(
+            f"temperature: must be a number in [0, 1], got {raw!r}", param_hint="'temperature'"
+        ) from None
+
+
+def _load(job_id: str) -> object:
+    from tasks.jobs import get_transcription
+
+    record = get_transcription(job_id)
+    if record is None:
+        raise click.ClickException(f"no job {job_id!r}")
+    return record
+
+
+@cli.command()
+@click.argument("job_id")
+def status(job_id: str) -> None:
+    """Show one job's status and timings."""
+    click.echo(render.details(_load(job_id)))  # type: ignore[arg-type]
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "srt", "vtt"]), default="text")
+def result(job_id: str, fmt: str) -> None:
+    """Print a job's transcript as text, JSON or subtitles."""
+    try:
+        click.echo(render.result(_load(job_id), fmt))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command(name="list")
+@click.option("--status", "status_", type=click.Choice([s.value for s in JobStatus]))
+@click.option("--limit", type=int, default=50, show_default=True)
+def list_(status_: str | None, limit: int) -> None:
+    """List the newest jobs."""
+    from tasks.runtime import get_store
+
+    records = get_store().list_jobs(status=JobStatus(status_) if status_ else None, limit=limit)
+    click.echo(render.table(records))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def emulator(args: tuple[str, ...]) -> None:
+    """Run the AI/ML STT API emulator (see ``--help`` of it: stt-workers emulator -h)."""
+    from workers.emulator.cli import main as emulator_main
+
+    sys.exit(emulator_main(list(args)))
+
+
+@cli.command()
+@click.option("--jobs", "n_jobs", type=int, default=9, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the demo folder (database, logs).")
+def demo(n_jobs: int, keep: bool) -> None:
+    """Run the whole pipeline locally: emulator, worker, embedded broker, SQLite."""
+    from workers.demo import run_demo
+
+    sys.exit(run_demo(n_jobs=n_jobs, keep=keep))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="stt-workers")
+    except InvalidInput as exc:  # pragma: no cover - commands convert these themselves
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

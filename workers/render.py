@@ -1,0 +1,136 @@
+"""How the CLI shows jobs: one-line summaries, details, tables, JSON and subtitles."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+import click
+
+from tasks.models import Segment, Transcript, Word
+from tasks.redact import redact_url
+from tasks.store import JobRecord
+from tasks.subtitles import to_srt, to_vtt
+
+__all__ = ["details", "record_json", "result", "summary", "table", "wait_with_progress"]
+
+
+def record_json(record: JobRecord) -> dict[str, Any]:
+    """The record as plain JSON (datetimes as ISO 8601)."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary(record: JobRecord) -> str:
+    detail = record.text if record.text is not None else record.error
+    return f"{record.id}  {record.status.value:<9}  {record.model:<30}  {_short(detail)}"
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def details(record: JobRecord) -> str:
+    rows = [
+        ("id", record.id),
+        ("status", record.status.value),
+        ("model", record.model),
+        ("url", redact_url(record.url)),
+        ("generation_id", record.generation_id),
+        ("server_status", record.server_status),
+        ("error", record.error),
+        ("polls", record.polls),
+        ("submit_attempts", record.submit_attempts),
+        ("audio_seconds", record.audio_seconds),
+        ("billed_seconds", record.billed_seconds),
+        ("input_tokens", record.input_tokens),
+        ("audio_tokens", record.audio_tokens),
+        ("text_tokens", record.text_tokens),
+        ("output_tokens", record.output_tokens),
+        ("total_tokens", record.total_tokens),
+        ("cost_usd", record.cost_usd),
+        ("enqueued_at", record.enqueued_at),
+        ("submitted_at", record.submitted_at),
+        ("finished_at", record.finished_at),
+        ("stored_at", record.stored_at),
+        ("text", _short(record.text, 200) if record.text is not None else None),
+    ]
+    return "\n".join(f"{name:<16} {_fmt(value)}" for name, value in rows)
+
+
+def table(records: Sequence[JobRecord]) -> str:
+    if not records:
+        return "no jobs"
+    head = f"{'id':<32}  {'status':<9}  {'model':<30}  {'audio s':>8}  {'cost $':>9}  text/error"
+    lines = [head]
+    for r in records:
+        audio = _fmt(r.audio_seconds or r.billed_seconds)
+        lines.append(
+            f"{r.id:<32}  {r.status.value:<9}  {r.model:<30}  {audio:>8}  "
+            f"{_fmt(r.cost_usd):>9}  {_short(r.text if r.text is not None else r.error, 50)}"
+        )
+    return "\n".join(lines)
+
+
+def to_transcript(record: JobRecord) -> Transcript:
+    """Rebuild the normalized transcript from a stored row."""
+    return Transcript(
+        text=record.text or "",
+        words=tuple(Word(**w) for w in record.words or ()),
+        segments=tuple(Segment(**s) for s in record.segments or ()),
+    )
+
+
+def result(record: JobRecord, fmt: str) -> str:
+    """The transcript in ``fmt`` (text, json, srt, vtt); ``ValueError`` if there is none."""
+    if fmt == "json":
+        return json.dumps(record_json(record), indent=2, ensure_ascii=False)
+    if record.text is None:
+        raise ValueError(
+            f"job {record.id} has no transcript ({record.status.value}: {record.error})"
+        )
+    if fmt == "text":
+        return record.text
+    transcript = to_transcript(record)
+    return to_srt(transcript) if fmt == "srt" else to_vtt(transcript)
+
+
+def wait_with_progress(job_ids: Sequence[str], *, timeout: float) -> list[JobRecord]:
+    """Show a live progress bar until every job is final (or ``timeout``); return them."""
+    from tasks.runtime import get_store
+
+    store = get_store()
+    deadline = time.monotonic() + timeout
+    done: dict[str, JobRecord] = {}
+    with click.progressbar(length=len(job_ids), label="transcribing", file=sys.stderr) as bar:
+        while len(done) < len(job_ids) and time.monotonic() < deadline:
+            pending = [i for i in job_ids if i not in done]
+            fresh = [r for r in store.get_many(pending) if r.done]
+            for record in fresh:
+                done[record.id] = record
+            bar.update(len(fresh))
+            if len(done) < len(job_ids):
+                time.sleep(0.5)
+    missing = [i for i in job_ids if i not in done]
+    if missing:
+        done.update((r.id, r) for r in store.get_many(missing))
+    return [done[i] for i in job_ids if i in done]
