@@ -29,7 +29,12 @@ def _filesystem_options(broker_url: str) -> dict[str, Any]:
         tempfile.gettempdir(), "stt-workers-broker"
     )
     os.makedirs(folder, exist_ok=True)
-    return {"data_folder_in": folder, "data_folder_out": folder, "store_processed": False}
+    return {
+        "data_folder_in": folder,
+        "data_folder_out": folder,
+        "control_folder": os.path.join(folder, "control"),
+        "store_processed": False,
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
