@@ -1,0 +1,66 @@
+"""Invalid input is refused before the broker or the store sees anything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tasks.errors import InvalidInput
+from tasks.jobs import transcribe
+from tests.fixtures.services import ROOT
+from tests.fixtures.stack import Stack
+
+BAD_CALLS = [
+    ({"url": "file:///etc/passwd"}, "url"),
+    ({"url": "ftp://host/a.mp3"}, "url"),
+    ({"url": ""}, "url"),
+    ({"model": "openai/whisper-9"}, "model"),
+    ({"temperature": -1}, "temperature"),
+    ({"temperature": 2}, "temperature"),
+    ({"temperature": "abc"}, "temperature"),
+    ({"metadata": {"blob": "x" * 100_000}}, "metadata"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), BAD_CALLS)
+def test_transcribe_rejects_and_enqueues_nothing(
+    make_stack: object, override: dict[str, object], field: str
+) -> None:
+    stack: Stack = make_stack(start_worker=False)  # type: ignore[operator]
+    kwargs: dict[str, object] = {"url": "https://a.example/x.mp3", **override}
+    with pytest.raises(InvalidInput) as info:
+        transcribe(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field and field in str(info.value)
+    assert stack.broker_messages() == 0
+    assert stack.redis.client().dbsize() == 0
+    assert stack.store.list_jobs(limit=None) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["ftp://host/a.mp3"], "url"),
+        (["https://a.example/ok.mp3", "file:///tmp/x.wav"], "url"),
+        (["https://a.example/ok.mp3", "--model", "nope/model"], "model"),
+        (["https://a.example/ok.mp3", "--temperature", "abc"], "temperature"),
+        (["https://a.example/ok.mp3", "--temperature", "2"], "temperature"),
+    ],
+)
+def test_cli_submit_rejects_and_enqueues_nothing(
+    make_stack: object, args: list[str], field: str
+) -> None:
+    stack: Stack = make_stack(start_worker=False)  # type: ignore[operator]
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "submit", *args],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"'{field}'" in proc.stderr and f"{field}:" in proc.stderr
+    assert stack.broker_messages() == 0
+    assert stack.store.list_jobs(limit=None) == []
