@@ -23,7 +23,7 @@ from tasks.models import JobStatus
 from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
 from tasks.steps import Outcome, Reschedule, parse_message, poll_once, store_outcome, submit_job
-from tasks.steps import utcnow as _now
+from tasks.store import utcnow as _now
 
 __all__ = ["pipeline_signature", "poll", "store", "submit"]
 
@@ -58,11 +58,10 @@ def submit(self: Task, job_id: str) -> dict[str, Any]:
         )
     except TransientError as exc:
         attempt = self.request.retries
+        runtime.get_store().count_submit_attempt(job_id)
         if attempt >= settings.submit_max_retries:
-            runtime.get_store().count_submit_attempt(job_id)
             message = f"submit gave up after {attempt + 1} attempts: {exc}"
             return Outcome(job_id, JobStatus.FAILED, message).to_message()
-        runtime.get_store().count_submit_attempt(job_id)
         delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
         log.info("job %s: submit retry %d in %.1f s (%s)", job_id, attempt + 1, delay, exc)
         raise self.retry(countdown=delay) from None

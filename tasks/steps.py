@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tasks.client import STTClient
@@ -205,7 +205,3 @@ def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord
     else:
         store.finish(record.id, outcome.status, error=outcome.error, now=now)
     return store.get(record.id)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -95,3 +95,20 @@ def test_unknown_pending_words_and_v2_envelope_are_polled_to_completion(stack: S
     record = handle.wait(timeout=60)
     assert record.status is JobStatus.COMPLETED
     assert record.text == stack.emulator.expected_transcript("https://media.example.org/v2.mp3")
+
+
+def test_transient_submit_errors_retry_then_give_up_with_a_message(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(STT_SUBMIT_MAX_RETRIES="2")
+    flaky = "https://media.example.org/force-http-503x2/flaky.mp3"
+    down = "https://media.example.org/force-http-503/down.mp3"
+    first, second = transcribe(flaky, "aai/slam-1"), transcribe(down, "aai/slam-1")
+    records = {r.id: r for r in wait_all(stack, [first.id, second.id], timeout=60)}
+    recovered, gave_up = records[first.id], records[second.id]
+    assert recovered.status is JobStatus.COMPLETED
+    assert recovered.submit_attempts == 3  # two 503s, then the create that worked
+    assert stack.emulator.create_counts()[flaky] == 1
+    assert gave_up.status is JobStatus.FAILED
+    assert "gave up after 3 attempts" in (gave_up.error or "")
+    assert "503" in (gave_up.error or "")
