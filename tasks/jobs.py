@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from celery import Celery, current_app
+from celery import Celery, current_app, current_task
 
 from tasks import runtime
 from tasks.celeryconfig import celery_config
@@ -49,6 +49,11 @@ class TranscriptionHandle:
     def wait(self, timeout: float | None = None, *, interval: float = 0.5) -> JobRecord:
         """Block the *caller* (never a worker) until the job is final; ``TimeoutError`` after
         ``timeout`` seconds."""
+        if current_task and current_task.request.id:
+            raise RuntimeError(
+                "TranscriptionHandle.wait() inside a Celery task would hold a worker slot; "
+                "read the job in a task chained after stt.store instead"
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = self.record()
