@@ -22,10 +22,19 @@ from tasks.errors import TransientError
 from tasks.models import JobStatus
 from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
-from tasks.steps import Outcome, Reschedule, parse_message, poll_once, store_outcome, submit_job
+from tasks.steps import (
+    Outcome,
+    PollRef,
+    Reschedule,
+    parse_message,
+    poll_once,
+    store_outcome,
+    submit_job,
+)
 from tasks.store import utcnow as _now
+from tasks.sweep import DEFAULT_GRACE, find_overdue
 
-__all__ = ["pipeline_signature", "poll", "store", "submit"]
+__all__ = ["pipeline_signature", "poll", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +106,34 @@ def store(self: Task, message: dict[str, Any]) -> None:
     record = store_outcome(runtime.get_store(), outcome, now=_now())
     if record is not None:
         log.info("job %s stored as %s", record.id, record.status.value)
+
+
+@shared_task(name="stt.sweep", ignore_result=True)
+def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
+    """Re-enqueue the step each overdue job needs (run it periodically from beat)."""
+    store_ = runtime.get_store()
+    now = _now()
+    overdue = find_overdue(store_, now=now, grace=grace)
+    policy = PollPolicy.from_settings(get_settings())
+    for job_id in overdue.submit:
+        pipeline_signature(job_id).apply_async()
+    for job_id in overdue.poll:
+        record = store_.get(job_id)
+        if record is not None and record.generation_id and record.submitted_at:
+            deadline = record.submitted_at.timestamp() + policy.deadline
+            ref = PollRef(job_id, record.generation_id, deadline).to_message()
+            chain(poll.s(ref), store.s()).apply_async()
+    for job_id in overdue.store:
+        record = store_.get(job_id)
+        if record is not None:
+            finished = (
+                JobStatus.COMPLETED if record.server_status == "completed" else JobStatus.ERROR
+            )
+            store.delay(Outcome(job_id, finished, record.error).to_message())
+    counts = {"submit": len(overdue.submit), "poll": len(overdue.poll), "store": len(overdue.store)}
+    if any(counts.values()):
+        log.warning("sweep re-drove overdue jobs: %s", counts)
+    return counts
 
 
 def pipeline_signature(job_id: str) -> Any:
