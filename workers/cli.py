@@ -43,6 +43,15 @@ def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> 
     app.worker_main(argv)
 
 
+@cli.command()
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the periodic scheduler (stt.sweep every 60 s); one per deployment."""
+    from workers.celery_app import app
+
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
 def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
     collected = list(urls)
     if from_file:
