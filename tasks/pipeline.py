@@ -24,10 +24,10 @@ from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
-    PollRef,
     Reschedule,
     parse_message,
     poll_once,
+    resume_ref,
     store_outcome,
     submit_job,
 )
@@ -38,7 +38,7 @@ __all__ = ["pipeline_signature", "poll", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
-# Database trouble: back off 2, 4, 8 ... up to 60 s, for about half an hour in all.
+# Database trouble: back off 2, 4, 8 ... up to 60 s, for about 40 minutes in all.
 _DB_RETRY: dict[str, Any] = {
     "autoretry_for": (DBAPIError,),
     "retry_backoff": 2,
@@ -119,10 +119,9 @@ def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
         pipeline_signature(job_id).apply_async()
     for job_id in overdue.poll:
         record = store_.get(job_id)
-        if record is not None and record.generation_id and record.submitted_at:
-            deadline = record.submitted_at.timestamp() + policy.deadline
-            ref = PollRef(job_id, record.generation_id, deadline).to_message()
-            chain(poll.s(ref), store.s()).apply_async()
+        ref = resume_ref(record, policy) if record is not None else None
+        if ref is not None:
+            chain(poll.s(ref.to_message()), store.s()).apply_async()
     for job_id in overdue.store:
         record = store_.get(job_id)
         if record is not None:

@@ -74,6 +74,13 @@ def _deadline(record: JobRecord, policy: PollPolicy) -> float:
     return started.timestamp() + policy.deadline
 
 
+def resume_ref(record: JobRecord, policy: PollPolicy) -> PollRef | None:
+    """The poll reference of a submitted job, rebuilt from its row (None if not submitted)."""
+    if record.generation_id is None:
+        return None
+    return PollRef(record.id, record.generation_id, _deadline(record, policy))
+
+
 def submit_job(
     store: Store, client: STTClient, job_id: str, *, policy: PollPolicy, now: datetime
 ) -> PollRef | Outcome:
@@ -87,8 +94,9 @@ def submit_job(
         return Outcome(job_id, JobStatus.FAILED, f"job {job_id} is not in the store")
     if record.done:
         return Outcome(job_id, record.status, record.error)
-    if record.generation_id is not None:
-        return PollRef(job_id, record.generation_id, _deadline(record, policy))
+    ref = resume_ref(record, policy)
+    if ref is not None:
+        return ref
     try:
         generation = client.create(
             model=record.model,
