@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -229,18 +229,12 @@ class Store:
         if polls is not None:
             values["polls"] = polls
         if transcript is not None:
-            usage = transcript.usage
             values.update(
                 text=transcript.text,
                 words=[_plain(w) for w in transcript.words] or None,
                 segments=[_plain(s) for s in transcript.segments] or None,
-                input_tokens=usage.input_tokens,
-                audio_tokens=usage.audio_tokens,
-                text_tokens=usage.text_tokens,
-                output_tokens=usage.output_tokens,
-                total_tokens=usage.total_tokens,
-                billed_seconds=usage.billed_seconds,
-                audio_seconds=usage.audio_seconds,
+                # Usage's fields are named after their columns.
+                **asdict(transcript.usage),
             )
         with self.session() as session:
             result = session.execute(
