@@ -107,18 +107,33 @@ async def _deliver(
     return web.Response(body=body, status=201, content_type=_JSON)
 
 
+async def _admit(
+    request: web.Request, endpoint: str, now_wall: float
+) -> tuple[FaultSpec, Fault | None, web.StreamResponse | None]:
+    """What both endpoints do first: count the request, roll its fault, check the key.
+
+    Returns the fault spec, the fault to apply on delivery, and an answer to send at once
+    instead of serving the request (a refusing fault or a 401), if any.
+    """
+    state = request.app[STATE]
+    state.stats.arrived(endpoint, now_wall)
+    spec = state.config.faults_for(endpoint)
+    fault: Fault | None = None
+    if spec.active:
+        fault, refused = await _pre_faults(request, state, endpoint, spec)
+        if refused is not None:
+            return spec, fault, refused
+    if not _authorized(request, state.config):
+        return spec, fault, error_response(state, endpoint, 401, request.path)
+    return spec, fault, None
+
+
 async def create_generation(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     config = state.config
-    state.stats.arrived("create", time.time())
-    spec = config.faults_for("create")
-    fault: Fault | None = None
-    if spec.active:
-        fault, refused = await _pre_faults(request, state, "create", spec)
-        if refused is not None:
-            return refused
-    if not _authorized(request, config):
-        return error_response(state, "create", 401, request.path)
+    spec, fault, early = await _admit(request, "create", time.time())
+    if early is not None:
+        return early
     parsed = await read_create(request)
     if isinstance(parsed, list):
         return error_response(state, "create", 400, request.path, errors=parsed)
@@ -182,17 +197,9 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     config = state.config
     now_wall = time.time()
-    state.stats.arrived("get", now_wall)
-    spec = config.faults_for("get")
-    fault: Fault | None = None
-    if spec.active:
-        fault, refused = await _pre_faults(request, state, "get", spec)
-        if refused is not None:
-            return refused
-    if request.headers.get("Authorization") not in config.auth_headers and not _authorized(
-        request, config
-    ):
-        return error_response(state, "get", 401, request.path)
+    spec, fault, early = await _admit(request, "get", now_wall)
+    if early is not None:
+        return early
     generation_id = request.match_info["generation_id"]
     now = time.monotonic()
     job = state.store.get(generation_id, now, config.retention)
