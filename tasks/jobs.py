@@ -94,6 +94,9 @@ def transcribe(
 
     Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
     ``idempotency_key`` seen before, returns that job's handle and enqueues nothing.
+    With a ``callback_url``, the stored result is POSTed there when the job ends, signed
+    with ``STT_CALLBACK_SECRET`` (see ``tasks.signing``); without that setting this raises
+    ``ConfigurationError`` rather than accept a job whose callback could never be sent.
     """
     request = validate_request(
         url,
@@ -105,6 +108,8 @@ def transcribe(
         idempotency_key=idempotency_key,
         callback_url=callback_url,
     )
+    if request.callback_url is not None:
+        get_settings().require_callback_secret()
     store = runtime.get_store()
     record, created = store.create_job(request)
     if created:

@@ -18,6 +18,7 @@ from celery import Task, chain, shared_task
 from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
+from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.errors import TransientError
 from tasks.models import JobStatus
 from tasks.polling import PollPolicy, submit_retry_delay
@@ -34,7 +35,7 @@ from tasks.steps import (
 from tasks.store import utcnow as _now
 from tasks.sweep import DEFAULT_GRACE, find_overdue
 
-__all__ = ["pipeline_signature", "poll", "store", "submit", "sweep"]
+__all__ = ["callback", "pipeline_signature", "poll", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,33 @@ def store(self: Task, message: dict[str, Any]) -> None:
     record = store_outcome(runtime.get_store(), outcome, now=_now())
     if record is not None:
         log.info("job %s stored as %s", record.id, record.status.value)
+        if needs_callback(record):  # not for a redelivered store: the row says "pending"
+            callback.delay(record.id)
+            mark_callback_pending(runtime.get_store(), record.id)
+
+
+@shared_task(name="stt.callback", bind=True, **_UNCAPPED)
+def callback(self: Task, job_id: str) -> None:
+    """POST the stored result to the job's callback URL, signed; retry until delivered or
+    ``STT_CALLBACK_MAX_ATTEMPTS`` (counted on the row, so Celery's own cap is off)."""
+    settings = get_settings()
+    result = deliver_callback(
+        runtime.get_store(),
+        job_id,
+        secret=settings.callback_secret,
+        max_attempts=settings.callback_max_attempts,
+        timeout=(settings.connect_timeout, settings.callback_timeout),
+        now=_now(),
+    )
+    if isinstance(result, RetryDelivery):
+        log.info(
+            "job %s: callback attempt %d failed (%s); retry in %.1f s",
+            job_id,
+            result.attempt,
+            result.error,
+            result.delay,
+        )
+        raise self.retry(countdown=result.delay)
 
 
 @shared_task(name="stt.sweep", ignore_result=True)

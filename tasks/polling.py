@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from tasks.settings import Settings
 
 __all__ = [
+    "CALLBACK_BASE_DELAY",
+    "CALLBACK_FACTOR",
+    "CALLBACK_MAX_DELAY",
     "DEFAULT_POLICY",
     "RETRY_AFTER_CAP",
     "SUBMIT_BASE_DELAY",
@@ -28,6 +31,7 @@ __all__ = [
     "SUBMIT_MAX_DELAY",
     "SUBMIT_MAX_RETRIES",
     "PollPolicy",
+    "callback_retry_delay",
     "deadline_passed",
     "expected_polls",
     "next_poll_delay",
@@ -44,6 +48,14 @@ SUBMIT_BASE_DELAY = 1.0
 SUBMIT_FACTOR = 2.0
 SUBMIT_MAX_DELAY = 60.0
 SUBMIT_MAX_RETRIES = 8
+
+# Completion-callback redeliveries: ceilings 2, 4, 8 ... 300 s, "equal jitter" (half fixed,
+# half random). A receiver is usually down for a deploy or a restart, so the schedule keeps
+# trying for minutes (10 attempts span about 7-13 min) rather than giving up in seconds; the
+# cap equals RETRY_AFTER_CAP, below the broker's visibility timeout like every countdown.
+CALLBACK_BASE_DELAY = 2.0
+CALLBACK_FACTOR = 2.0
+CALLBACK_MAX_DELAY = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +146,29 @@ def submit_retry_delay(
     except OverflowError:
         ceiling = SUBMIT_MAX_DELAY
     return _honour(ceiling * rand(), retry_after)
+
+
+def callback_retry_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before delivery attempt ``attempt + 1`` after attempt ``attempt`` (1-based)
+    failed.
+
+    Uniform in ``[ceiling / 2, ceiling]`` with ``ceiling = min(CALLBACK_MAX_DELAY,
+    CALLBACK_BASE_DELAY * CALLBACK_FACTOR ** (attempt - 1))``: unlike submits there is no
+    burst to spread, but a floor keeps a receiver that is restarting from being hit again at
+    once. The receiver's ``Retry-After`` (on 429/503) is honoured as for polls.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    try:
+        ceiling = min(CALLBACK_MAX_DELAY, CALLBACK_BASE_DELAY * CALLBACK_FACTOR ** (attempt - 1))
+    except OverflowError:
+        ceiling = CALLBACK_MAX_DELAY
+    return _honour(ceiling * (0.5 + 0.5 * rand()), retry_after)
 
 
 def deadline_passed(started_at: float, now: float, policy: PollPolicy = DEFAULT_POLICY) -> bool:

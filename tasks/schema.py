@@ -78,3 +78,10 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None]
     stored_at: Mapped[datetime | None]
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    # Completion callback delivery (tasks/callbacks.py): NULL until the job ends, then
+    # pending -> delivered | failed.
+    callback_status: Mapped[str | None] = mapped_column(String(16))
+    callback_attempts: Mapped[int | None] = mapped_column(Integer, default=0)
+    callback_error: Mapped[str | None] = mapped_column(Text)
+    callback_delivered_at: Mapped[datetime | None]

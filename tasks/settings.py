@@ -21,6 +21,9 @@ T = TypeVar("T")
 DEFAULT_API_BASE = "https://api.aimlapi.com"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "sqlite:///stt-workers.sqlite3"
+# An HMAC key shorter than this is guessable; 32 random bytes (token_urlsafe(32)) is typical.
+MIN_SECRET_CHARS = 16
+_SECRETS = ("api_key", "callback_secret")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,11 @@ class Settings:
     # Submit retries on transient errors.
     submit_max_retries: int = 8
     store_max_retries: int = 20
+    # Completion callbacks (tasks/callbacks.py): the HMAC key shared with the web app, the
+    # attempts before a delivery counts as failed, and the receiver's time to answer.
+    callback_secret: str | None = None
+    callback_max_attempts: int = 10
+    callback_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +80,21 @@ class Settings:
             raise ConfigurationError("STT_POLL_JITTER", "must be in [0, 1)")
         if self.poll_factor < 1:
             raise ConfigurationError("STT_POLL_FACTOR", "must be >= 1")
+        if self.callback_secret is not None and len(self.callback_secret) < MIN_SECRET_CHARS:
+            raise ConfigurationError(
+                "STT_CALLBACK_SECRET", f"must be at least {MIN_SECRET_CHARS} characters"
+            )
+        if self.callback_max_attempts < 1:
+            raise ConfigurationError("STT_CALLBACK_MAX_ATTEMPTS", "must be at least 1")
+
+    def require_callback_secret(self) -> str:
+        """The callback signing key, or a ``ConfigurationError``: callbacks are never sent
+        unsigned, since the receiver could not tell them from a forgery."""
+        if not self.callback_secret:
+            raise ConfigurationError(
+                "STT_CALLBACK_SECRET", "is not set; it is needed to sign completion callbacks"
+            )
+        return self.callback_secret
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
@@ -79,9 +102,10 @@ class Settings:
             raise ConfigurationError("AIML_API_KEY", "is not set; the worker cannot call the API")
         return self.api_key
 
-    def __repr__(self) -> str:  # never print the key
-        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
-        shown["api_key"] = "***" if self.api_key else None
+    def __repr__(self) -> str:  # never print the key or the callback secret
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SECRETS}
+        for name in _SECRETS:
+            shown[name] = "***" if getattr(self, name) else None
         return f"Settings({shown})"
 
 
@@ -100,6 +124,9 @@ ENV_NAMES: dict[str, str] = {
     "poll_deadline": "STT_POLL_DEADLINE",
     "submit_max_retries": "STT_SUBMIT_MAX_RETRIES",
     "store_max_retries": "STT_STORE_MAX_RETRIES",
+    "callback_secret": "STT_CALLBACK_SECRET",
+    "callback_max_attempts": "STT_CALLBACK_MAX_ATTEMPTS",
+    "callback_timeout": "STT_CALLBACK_TIMEOUT",
 }
 
 
@@ -130,6 +157,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "poll_deadline": _number(float),
     "submit_max_retries": _number(int),
     "store_max_retries": _number(int),
+    "callback_max_attempts": _number(int),
+    "callback_timeout": _number(float),
 }
 
 

@@ -61,6 +61,10 @@ class JobRecord:
     finished_at: datetime | None
     stored_at: datetime | None
     next_poll_at: datetime | None
+    callback_status: str | None = None
+    callback_attempts: int | None = 0
+    callback_error: str | None = None
+    callback_delivered_at: datetime | None = None
 
     @property
     def done(self) -> bool:

@@ -71,6 +71,11 @@ def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
 @click.option("--language", default=None)
 @click.option("--prompt", default=None)
 @click.option("--temperature", default=None, help="A number in [0, 1].")
+@click.option(
+    "--callback-url",
+    default=None,
+    help="POST each job's result here when it ends, signed with STT_CALLBACK_SECRET.",
+)
 @click.option("--wait", is_flag=True, help="Wait until every job is final.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -81,6 +86,7 @@ def submit(
     language: str | None,
     prompt: str | None,
     temperature: str | None,
+    callback_url: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -94,12 +100,28 @@ def submit(
     # Validate every URL before enqueueing any, so a bad line enqueues nothing at all.
     for index, url in enumerate(all_urls):
         try:
-            validate_request(url, model, language=language, prompt=prompt, temperature=temp)
+            validate_request(
+                url,
+                model,
+                language=language,
+                prompt=prompt,
+                temperature=temp,
+                callback_url=callback_url,
+            )
         except InvalidInput as exc:
             where = f" (URL #{index + 1})" if len(all_urls) > 1 else ""
             raise click.BadParameter(f"{exc}{where}", param_hint=f"'{exc.field}'") from None
+    if callback_url is not None:
+        _require_callback_secret()
     handles = [
-        transcribe(url, model, language=language, prompt=prompt, temperature=temp)
+        transcribe(
+            url,
+            model,
+            language=language,
+            prompt=prompt,
+            temperature=temp,
+            callback_url=callback_url,
+        )
         for url in all_urls
     ]
     if not (wait or from_file):
@@ -111,6 +133,16 @@ def submit(
         click.echo(json.dumps(render.record_json(record)) if as_json else render.summary(record))
     if any(r.status is not JobStatus.COMPLETED for r in records):
         sys.exit(1)
+
+
+def _require_callback_secret() -> None:
+    from tasks.errors import ConfigurationError
+    from tasks.settings import get_settings
+
+    try:
+        get_settings().require_callback_secret()
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _parse_temperature(raw: str | None) -> float | None:

@@ -72,9 +72,14 @@ def details(record: JobRecord) -> str:
         ("submitted_at", record.submitted_at),
         ("finished_at", record.finished_at),
         ("stored_at", record.stored_at),
+        ("callback_url", redact_url(record.callback_url) if record.callback_url else None),
+        ("callback_status", record.callback_status),
+        ("callback_attempts", record.callback_attempts if record.callback_url else None),
+        ("callback_error", record.callback_error),
+        ("callback_delivered_at", record.callback_delivered_at),
         ("text", _short(record.text, 200) if record.text is not None else None),
     ]
-    return "\n".join(f"{name:<16} {_fmt(value)}" for name, value in rows)
+    return "\n".join(f"{name:<21} {_fmt(value)}" for name, value in rows)
 
 
 def table(records: Sequence[JobRecord]) -> str:
