@@ -43,6 +43,11 @@ class Settings:
     # Submit retries on transient errors.
     submit_max_retries: int = 8
     store_max_retries: int = 20
+    # Fairness to the API, shared by every worker (docs/rate-limits.md): requests/s to the
+    # API and jobs submitted but not yet finished. 0 means no limit.
+    api_rate_limit: float = 0.0
+    max_in_flight: int = 0
+    rate_limit_redis_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +77,22 @@ class Settings:
             raise ConfigurationError("STT_POLL_JITTER", "must be in [0, 1)")
         if self.poll_factor < 1:
             raise ConfigurationError("STT_POLL_FACTOR", "must be >= 1")
+        if self.rate_limit_redis_url is not None and not self.rate_limit_redis_url.startswith(
+            _REDIS_SCHEMES
+        ):
+            raise ConfigurationError("STT_RATE_LIMIT_REDIS_URL", "must be a redis:// URL")
+        if (self.api_rate_limit or self.max_in_flight) and self.limiter_redis_url is None:
+            raise ConfigurationError(
+                "STT_RATE_LIMIT_REDIS_URL",
+                "is needed for STT_API_RATE_LIMIT / STT_MAX_IN_FLIGHT when the broker is not Redis",
+            )
+
+    @property
+    def limiter_redis_url(self) -> str | None:
+        """Where the shared limits live: their own URL, else the broker's if it is Redis."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.broker_url if self.broker_url.startswith(_REDIS_SCHEMES) else None
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
@@ -100,7 +121,12 @@ ENV_NAMES: dict[str, str] = {
     "poll_deadline": "STT_POLL_DEADLINE",
     "submit_max_retries": "STT_SUBMIT_MAX_RETRIES",
     "store_max_retries": "STT_STORE_MAX_RETRIES",
+    "api_rate_limit": "STT_API_RATE_LIMIT",
+    "max_in_flight": "STT_MAX_IN_FLIGHT",
+    "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
 }
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _as_str(_name: str, raw: str) -> str:
@@ -130,6 +156,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "poll_deadline": _number(float),
     "submit_max_retries": _number(int),
     "store_max_retries": _number(int),
+    "api_rate_limit": _number(float),
+    "max_in_flight": _number(int),
 }
 
 
