@@ -10,18 +10,13 @@ from __future__ import annotations
 import os
 import threading
 
-import redis
-
 from tasks.client import STTClient
 from tasks.inflight import InFlightLimiter, in_flight_job_ids
-from tasks.ratelimit import RateLimiter
+from tasks.ratelimit import RateLimiter, limiter_redis
 from tasks.settings import Settings, get_settings
 from tasks.store import Store
 
 __all__ = ["get_client", "get_in_flight", "get_store", "reset"]
-
-# A limiter must not stall a task when its Redis hangs: fail fast, then fail open.
-LIMITER_REDIS_TIMEOUT = 2.0
 
 _lock = threading.Lock()
 _pid: int | None = None
@@ -73,11 +68,7 @@ def _get_limits(settings: Settings) -> tuple[RateLimiter | None, InFlightLimiter
         if url is None or not (rate or cap):
             _limits = (None, None)
         else:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=LIMITER_REDIS_TIMEOUT,
-                socket_connect_timeout=LIMITER_REDIS_TIMEOUT,
-            )
+            client = limiter_redis(url)
             _limits = (
                 RateLimiter(client, rate) if rate else None,
                 InFlightLimiter(client, cap, seed=lambda: in_flight_job_ids(get_store()))
