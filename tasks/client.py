@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -35,6 +35,7 @@ from tasks.settings import Settings
 __all__ = [
     "MAX_MESSAGE_CHARS",
     "STTClient",
+    "Throttle",
     "error_from_response",
     "parse_generation",
     "parse_retry_after",
@@ -205,6 +206,12 @@ def parse_generation(
     )
 
 
+class Throttle(Protocol):
+    """Asked before every request: returns to go ahead, raises ``RateLimited`` to wait."""
+
+    def acquire(self) -> None: ...
+
+
 def _api_root(base_url: str) -> str:
     """``https://host``, ``https://host/`` and ``https://host/v1/`` all name one API."""
     if not base_url.startswith(("http://", "https://")):
@@ -229,6 +236,7 @@ class STTClient:
         read_timeout: float = 30.0,
         session: requests.Session | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        throttle: Throttle | None = None,
     ) -> None:
         api_key = api_key.strip()  # a trailing newline or \r from an env file is common
         if not api_key:
@@ -240,6 +248,8 @@ class STTClient:
         self._root = _api_root(base_url)
         self._timeout = (connect_timeout, read_timeout)
         self._owns_session = session is None
+        # Every request passes _call, so a shared rate limit here covers creates and polls.
+        self._throttle = throttle
         if session is None:
             session = requests.Session()
             # total=0: no connect/read/status retries inside urllib3 (see module docstring).
@@ -257,13 +267,14 @@ class STTClient:
         }
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> STTClient:
+    def from_settings(cls, settings: Settings, *, throttle: Throttle | None = None) -> STTClient:
         """A client configured from ``settings``; ``ConfigurationError`` without a key."""
         return cls(
             settings.require_api_key(),
             settings.api_base,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            throttle=throttle,
         )
 
     def create(
@@ -315,6 +326,8 @@ class STTClient:
     ) -> tuple[Any, str | None]:
         """One request; the decoded JSON and the request id, or an ``STTError``."""
         what = f"{method} {path}"
+        if self._throttle is not None:
+            self._throttle.acquire()  # RateLimited: nothing was sent
         started = time.monotonic()
         try:
             with self._session.request(

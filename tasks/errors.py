@@ -13,6 +13,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidInput",
     "PermanentError",
+    "RateLimited",
     "STTError",
     "TransientError",
 ]
@@ -55,6 +56,21 @@ class TransientError(STTError):
     ) -> None:
         super().__init__(message, status_code=status_code, request_id=request_id)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """Our own limit said "not yet": the request was never sent; come back in ``retry_after``.
+
+    Raised by the global rate limiter and the in-flight cap (``tasks.ratelimit``), before
+    any HTTP request. A task re-schedules itself for ``retry_after`` seconds and does not
+    count it as an attempt: nothing failed. It is a ``TransientError`` so that code which
+    does not know it still does the safe thing (try again later).
+    """
+
+    retry_after: float
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class PermanentError(STTError):

@@ -5,6 +5,11 @@ Each task is thin: it unpacks a small JSON message, calls a plain function from
 ``stt.poll`` re-schedules itself with ``self.retry(countdown=...)``, which frees the worker
 slot; the chain's next step (``stt.store``) rides along on the retried message.
 
+A step turned away by a shared limit (``RateLimited``: the API rate limit or the in-flight
+cap, see docs/rate-limits.md) re-schedules itself for the wait it was told, with its count
+of such deferrals in its arguments: they are not attempts, so they neither use up
+``submit_max_retries`` nor lengthen the poll schedule.
+
 A database error in any step is retried by Celery's own ``autoretry_for`` backoff: the
 step is idempotent and the row is the source of truth, so trying again is always safe.
 """
@@ -12,6 +17,7 @@ step is idempotent and the row is the source of truth, so trying again is always
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
@@ -19,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
-from tasks.errors import TransientError
+from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
 from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
@@ -54,8 +60,22 @@ _DB_RETRY: dict[str, Any] = {
 _UNCAPPED = {**_DB_RETRY, "max_retries": None}
 
 
+def _defer(self: Task, job_id: str, exc: RateLimited, **retry: Any) -> Exception:
+    """Re-schedule the step after the wait a shared limit asked for (not an attempt)."""
+    runtime.get_store().defer(job_id, until=_now() + timedelta(seconds=exc.retry_after))
+    log.debug("job %s: %s waits %.2f s (%s)", job_id, self.name, exc.retry_after, exc)
+    return self.retry(countdown=exc.retry_after, **retry)  # type: ignore[no-any-return]
+
+
+def _release(job_id: str) -> None:
+    """The job no longer occupies the API: free its in-flight slot, if there is a cap."""
+    in_flight = runtime.get_in_flight()
+    if in_flight is not None:
+        in_flight.release(job_id)
+
+
 @shared_task(name="stt.submit", bind=True, **_UNCAPPED)
-def submit(self: Task, job_id: str) -> dict[str, Any]:
+def submit(self: Task, job_id: str, deferrals: int = 0) -> dict[str, Any]:
     """Create the job at the API once and record its ``generation_id``."""
     settings = get_settings()
     try:
@@ -65,16 +85,23 @@ def submit(self: Task, job_id: str) -> dict[str, Any]:
             job_id,
             policy=PollPolicy.from_settings(settings),
             now=_now(),
+            in_flight=runtime.get_in_flight(),
+            deferrals=deferrals,
         )
+    except RateLimited as exc:
+        raise _defer(self, job_id, exc, kwargs={"deferrals": deferrals + 1}) from None
     except TransientError as exc:
-        attempt = self.request.retries
+        attempt = self.request.retries - deferrals
         runtime.get_store().count_submit_attempt(job_id)
         if attempt >= settings.submit_max_retries:
             message = f"submit gave up after {attempt + 1} attempts: {exc}"
+            _release(job_id)
             return Outcome(job_id, JobStatus.FAILED, message).to_message()
         delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
         log.info("job %s: submit retry %d in %.1f s (%s)", job_id, attempt + 1, delay, exc)
         raise self.retry(countdown=delay) from None
+    if isinstance(result, Outcome):
+        _release(job_id)
     return result.to_message()
 
 
@@ -85,16 +112,25 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, Outcome):  # submit already ended the job: pass it on to store
         return message
     settings = get_settings()
-    result = poll_once(
-        runtime.get_store(),
-        runtime.get_client(),
-        ref,
-        attempt=self.request.retries,
-        policy=PollPolicy.from_settings(settings),
-        now=_now(),
-    )
+    deferrals = int(message.get("deferrals", 0))
+    in_flight = runtime.get_in_flight()
+    if in_flight is not None:
+        in_flight.refresh(ref.job_id)  # it is at the API: keep (or retake) its slot
+    try:
+        result = poll_once(
+            runtime.get_store(),
+            runtime.get_client(),
+            ref,
+            attempt=self.request.retries - deferrals,
+            policy=PollPolicy.from_settings(settings),
+            now=_now(),
+        )
+    except RateLimited as exc:
+        again = {**message, "deferrals": deferrals + 1}
+        raise _defer(self, ref.job_id, exc, args=(again,)) from None
     if isinstance(result, Reschedule):
         raise self.retry(countdown=result.delay)
+    _release(ref.job_id)
     return result.to_message()
 
 
@@ -104,6 +140,7 @@ def store(self: Task, message: dict[str, Any]) -> None:
     outcome = parse_message(message)
     if not isinstance(outcome, Outcome):
         raise TypeError(f"stt.store expects an outcome, got {message!r}")
+    _release(outcome.job_id)  # normally done by poll; here too for a re-driven store
     record = store_outcome(runtime.get_store(), outcome, now=_now())
     if record is not None:
         log.info("job %s stored as %s", record.id, record.status.value)

@@ -1,4 +1,5 @@
-"""Per-process singletons: one store (connection pool) and one API client per process.
+"""Per-process singletons: one store (connection pool), one API client and the shared
+limits' Redis connection per process.
 
 Built lazily on first use in the process that uses them, and rebuilt if the process forks
 (prefork pool children must not share the parent's sockets).
@@ -10,22 +11,25 @@ import os
 import threading
 
 from tasks.client import STTClient
+from tasks.inflight import InFlightLimiter, in_flight_job_ids
+from tasks.ratelimit import RateLimiter, limiter_redis
 from tasks.settings import Settings, get_settings
 from tasks.store import Store
 
-__all__ = ["get_client", "get_store", "reset"]
+__all__ = ["get_client", "get_in_flight", "get_store", "reset"]
 
 _lock = threading.Lock()
 _pid: int | None = None
 _store: Store | None = None
 _client: STTClient | None = None
+_limits: tuple[RateLimiter | None, InFlightLimiter | None] | None = None
 
 
 def _check_pid() -> None:
-    global _pid, _store, _client
+    global _pid, _store, _client, _limits
     if _pid != os.getpid():
         # Inherited across fork: drop without closing, the parent still owns them.
-        _pid, _store, _client = os.getpid(), None, None
+        _pid, _store, _client, _limits = os.getpid(), None, None, None
 
 
 def get_store(settings: Settings | None = None) -> Store:
@@ -42,16 +46,45 @@ def get_client(settings: Settings | None = None) -> STTClient:
     with _lock:
         _check_pid()
         if _client is None:
-            _client = STTClient.from_settings(settings or get_settings())
+            settings = settings or get_settings()
+            throttle = _get_limits(settings)[0]
+            _client = STTClient.from_settings(settings, throttle=throttle)
         return _client
+
+
+def get_in_flight(settings: Settings | None = None) -> InFlightLimiter | None:
+    """The shared cap on jobs in flight, or None when ``STT_MAX_IN_FLIGHT`` is 0."""
+    with _lock:
+        _check_pid()
+        return _get_limits(settings or get_settings())[1]
+
+
+def _get_limits(settings: Settings) -> tuple[RateLimiter | None, InFlightLimiter | None]:
+    """Build both limits on first use (call with ``_lock`` held)."""
+    global _limits
+    if _limits is None:
+        url = settings.limiter_redis_url
+        rate, cap = settings.api_rate_limit, settings.max_in_flight
+        if url is None or not (rate or cap):
+            _limits = (None, None)
+        else:
+            client = limiter_redis(url)
+            _limits = (
+                RateLimiter(client, rate) if rate else None,
+                InFlightLimiter(client, cap, seed=lambda: in_flight_job_ids(get_store()))
+                if cap
+                else None,
+            )
+    return _limits
 
 
 def reset() -> None:
     """Close and forget both (tests and settings reloads)."""
-    global _store, _client
+    global _store, _client, _limits
     with _lock:
         if _store is not None:
             _store.close()
         if _client is not None:
             _client.close()
         _store = _client = None
+        _limits = None

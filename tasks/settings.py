@@ -51,6 +51,11 @@ class Settings:
     callback_secret: str | None = None
     callback_max_attempts: int = 10
     callback_timeout: float = 10.0
+    # Fairness to the API, shared by every worker (docs/rate-limits.md): requests/s to the
+    # API and jobs submitted but not yet finished. 0 means no limit.
+    api_rate_limit: float = 0.0
+    max_in_flight: int = 0
+    rate_limit_redis_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +91,22 @@ class Settings:
             )
         if self.callback_max_attempts < 1:
             raise ConfigurationError("STT_CALLBACK_MAX_ATTEMPTS", "must be at least 1")
+        if self.rate_limit_redis_url is not None and not self.rate_limit_redis_url.startswith(
+            _REDIS_SCHEMES
+        ):
+            raise ConfigurationError("STT_RATE_LIMIT_REDIS_URL", "must be a redis:// URL")
+        if (self.api_rate_limit or self.max_in_flight) and self.limiter_redis_url is None:
+            raise ConfigurationError(
+                "STT_RATE_LIMIT_REDIS_URL",
+                "is needed for STT_API_RATE_LIMIT / STT_MAX_IN_FLIGHT when the broker is not Redis",
+            )
+
+    @property
+    def limiter_redis_url(self) -> str | None:
+        """Where the shared limits live: their own URL, else the broker's if it is Redis."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.broker_url if self.broker_url.startswith(_REDIS_SCHEMES) else None
 
     def require_callback_secret(self) -> str:
         """The callback signing key, or a ``ConfigurationError``: callbacks are never sent
@@ -127,7 +148,12 @@ ENV_NAMES: dict[str, str] = {
     "callback_secret": "STT_CALLBACK_SECRET",
     "callback_max_attempts": "STT_CALLBACK_MAX_ATTEMPTS",
     "callback_timeout": "STT_CALLBACK_TIMEOUT",
+    "api_rate_limit": "STT_API_RATE_LIMIT",
+    "max_in_flight": "STT_MAX_IN_FLIGHT",
+    "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
 }
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _as_str(_name: str, raw: str) -> str:
@@ -159,6 +185,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "store_max_retries": _number(int),
     "callback_max_attempts": _number(int),
     "callback_timeout": _number(float),
+    "api_rate_limit": _number(float),
+    "max_in_flight": _number(int),
 }
 
 

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tasks.client import STTClient
-from tasks.errors import PermanentError, TransientError
+from tasks.errors import PermanentError, RateLimited, TransientError
+from tasks.inflight import InFlightLimiter
 from tasks.models import JobStatus, Phase
 from tasks.normalize import normalize
 from tasks.polling import PollPolicy, next_poll_delay
@@ -82,12 +83,20 @@ def resume_ref(record: JobRecord, policy: PollPolicy) -> PollRef | None:
 
 
 def submit_job(
-    store: Store, client: STTClient, job_id: str, *, policy: PollPolicy, now: datetime
+    store: Store,
+    client: STTClient,
+    job_id: str,
+    *,
+    policy: PollPolicy,
+    now: datetime,
+    in_flight: InFlightLimiter | None = None,
+    deferrals: int = 0,
 ) -> PollRef | Outcome:
     """Create the server-side job once, record its id, hand over to polling.
 
     A redelivered submit finds the generation id already on the row and does not create a
-    second job at the API. ``TransientError`` propagates: the task retries it.
+    second job at the API. ``TransientError`` propagates: the task retries it; so does
+    ``RateLimited`` (the in-flight cap or the rate limit said "not yet", nothing was sent).
     """
     record = store.get(job_id)
     if record is None:
@@ -97,6 +106,8 @@ def submit_job(
     ref = resume_ref(record, policy)
     if ref is not None:
         return ref
+    if in_flight is not None:
+        in_flight.acquire(job_id, deferrals=deferrals)
     try:
         generation = client.create(
             model=record.model,
@@ -139,6 +150,8 @@ def poll_once(
         )
     try:
         generation = client.get(ref.generation_id)
+    except RateLimited:
+        raise  # not a poll: the task waits its turn without touching the schedule
     except TransientError as exc:
         delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
         return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}")

@@ -172,6 +172,19 @@ class Store:
                 .values(server_status=server_status, polls=polls, next_poll_at=next_poll_at)
             )
 
+    def defer(self, job_id: str, *, until: datetime) -> None:
+        """Note that the job's next step waits for a shared limit until ``until``.
+
+        Kept in ``next_poll_at`` (for a pending job: the next submit), so the sweeper
+        does not mistake a job that waits its turn for one whose message was lost.
+        """
+        with self.session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+                .values(next_poll_at=until)
+            )
+
     def land_result(
         self,
         job_id: str,

@@ -38,7 +38,12 @@ def find_overdue(store: Store, *, now: datetime, grace: float = DEFAULT_GRACE) -
     pending, submitted = JobStatus.PENDING.value, JobStatus.SUBMITTED.value
     with store.session() as session:
         never_submitted = session.scalars(
-            select(JobRow.id).where(JobRow.status == pending, JobRow.enqueued_at < cutoff)
+            select(JobRow.id).where(
+                JobRow.status == pending,
+                JobRow.enqueued_at < cutoff,
+                # A submit deferred by a shared limit (Store.defer) is due later.
+                or_(JobRow.next_poll_at.is_(None), JobRow.next_poll_at < cutoff),
+            )
         ).all()
         poll_overdue = session.scalars(
             select(JobRow.id).where(
