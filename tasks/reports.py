@@ -154,6 +154,7 @@ class JobStats:
 def job_stats(
     store: Store, *, since: datetime | None = None, now: datetime | None = None
 ) -> JobStats:
+    """Gather :class:`JobStats` (see there for which jobs each figure covers)."""
     now = now or utcnow()
     with store.session() as session:
         counted = select(JobRow.status, func.count()).group_by(JobRow.status)
