@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -211,6 +213,82 @@ def demo(n_jobs: int, keep: bool) -> None:
     from workers.demo import run_demo
 
     sys.exit(run_demo(n_jobs=n_jobs, keep=keep))
+
+
+# -- reports: stats and usage from the store ---------------------------------------------------
+
+
+def _time_bound(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """``--since``/``--until``: a duration back from now (30m, 1h, 7d) or an ISO date/time."""
+    from tasks.reports import parse_time_bound
+    from tasks.store import utcnow
+
+    if value is None:
+        return None
+    try:
+        return parse_time_bound(value, now=utcnow())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+_TIME_HELP = "A duration back from now (30m, 1h, 7d) or an ISO date/time (UTC unless it says)."
+
+
+@cli.command()
+@click.option(
+    "--since", metavar="TIME", callback=_time_bound, help=f"Only jobs since then. {_TIME_HELP}"
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(since: datetime | None, as_json: bool) -> None:
+    """Counts by status, latency percentiles, polls per job and last-hour throughput."""
+    from tasks.reports import job_stats
+    from tasks.runtime import get_store
+    from workers import report_render
+
+    report = job_stats(get_store(), since=since)
+    if as_json:
+        click.echo(json.dumps(report_render.stats_json(report), indent=2))
+    else:
+        click.echo(report_render.stats_text(report))
+
+
+@cli.command()
+@click.option(
+    "--since", metavar="TIME", callback=_time_bound, help=f"Jobs stored at or after. {_TIME_HELP}"
+)
+@click.option(
+    "--until", metavar="TIME", callback=_time_bound, help=f"Jobs stored before. {_TIME_HELP}"
+)
+@click.option("--by", type=click.Choice(["model", "day"]), default="model", show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per group, then total).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a bar chart (cost and audio minutes per group), e.g. usage.png.",
+)
+def usage(
+    since: datetime | None, until: datetime | None, by: str, as_csv: bool, plot: Path | None
+) -> None:
+    """Audio minutes, tokens and estimated cost of finished jobs, per model or per UTC day."""
+    from tasks.reports import GroupBy, usage_report
+    from tasks.runtime import get_store
+    from workers import report_render
+
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})",
+            param_hint="'--since'",
+        )
+    if plot is not None:
+        report_render.require_plotting()
+    report = usage_report(get_store(), by=GroupBy(by), since=since, until=until)
+    click.echo(
+        report_render.usage_csv(report) if as_csv else report_render.usage_text(report),
+        nl=not as_csv,
+    )
+    if plot is not None:
+        report_render.usage_plot(report, plot)
+        click.echo(f"wrote {plot}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
