@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from tasks import runtime
 from tasks.errors import TransientError
 from tasks.models import JobStatus
+from tasks.monitoring import ReadableTask
 from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
 from tasks.steps import (
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Database trouble: back off 2, 4, 8 ... up to 60 s, for about 40 minutes in all.
 _DB_RETRY: dict[str, Any] = {
+    # Flower and the log show arguments readable and redacted (tasks/monitoring.py).
+    "base": ReadableTask,
     "autoretry_for": (DBAPIError,),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
