@@ -30,6 +30,7 @@ from urllib3.util.retry import Retry
 
 from tasks.errors import ConfigurationError, PermanentError, STTError, TransientError
 from tasks.models import Generation
+from tasks.redact import redact_text
 from tasks.settings import Settings
 
 __all__ = [
@@ -57,8 +58,12 @@ _REASONS = {401: "unauthorized (check AIML_API_KEY)", 408: "request timeout", 42
 
 
 def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Collapse whitespace (one log line per error) and cut to ``limit`` characters."""
-    text = " ".join(text.split())
+    """Collapse whitespace (one log line per error) and cut to ``limit`` characters.
+
+    Every server-provided message passes here, so URLs in it lose their query strings
+    (a server quoting the presigned audio URL it could not fetch must not leak it).
+    """
+    text = redact_text(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -27,6 +27,7 @@ from tasks import runtime
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
+from tasks.monitoring import ReadableTask
 from tasks.polling import PollPolicy, submit_retry_delay
 from tasks.settings import get_settings
 from tasks.steps import (
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # Database trouble: back off 2, 4, 8 ... up to 60 s, for about 40 minutes in all.
 _DB_RETRY: dict[str, Any] = {
+    # Flower and the log show arguments readable and redacted (tasks/monitoring.py).
+    "base": ReadableTask,
     "autoretry_for": (DBAPIError,),
     "retry_backoff": 2,
     "retry_backoff_max": 60,

@@ -23,13 +23,23 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--concurrency", "-c", type=int, default=16, show_default=True)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=16,
+    show_default=True,
+    envvar="STT_WORKER_CONCURRENCY",
+    show_envvar=True,
+)
 @click.option(
     "--pool",
     "-P",
     type=click.Choice(["threads", "prefork", "solo", "gevent", "eventlet"]),
     default="threads",
     show_default=True,
+    envvar="STT_WORKER_POOL",
+    show_envvar=True,
     help="threads suits this I/O-bound work; see docs/operations.md.",
 )
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
@@ -47,11 +57,62 @@ def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> 
 
 @cli.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def beat(loglevel: str) -> None:
+@click.option(
+    "--schedule",
+    "-s",
+    default=None,
+    help="Beat's state file (default: celerybeat-schedule in the working directory).",
+)
+def beat(loglevel: str, schedule: str | None) -> None:
     """Run the periodic scheduler (stt.sweep every 60 s); one per deployment."""
     from workers.celery_app import app
 
-    app.start(["beat", f"--loglevel={loglevel}"])
+    argv = ["beat", f"--loglevel={loglevel}"]
+    if schedule:
+        argv.append(f"--schedule={schedule}")
+    app.start(argv)
+
+
+FLOWER_AUTH_VARIABLE = "FLOWER_BASIC_AUTH"
+
+
+def _check_basic_auth(raw: str | None) -> None:
+    """Flower without auth shows every task of the deployment: refuse to start it.
+
+    Flower reads ``FLOWER_BASIC_AUTH`` itself (``user:password[,user2:password2]``); the
+    value is kept out of the command line so it does not show in ``ps`` or logs.
+    """
+    pairs = [p for p in (raw or "").split(",") if p]
+    if not pairs or any(not u or not pw for u, _, pw in (p.partition(":") for p in pairs)):
+        raise click.UsageError(
+            f"{FLOWER_AUTH_VARIABLE} must be set to user:password (comma-separated for "
+            "several); Flower is never started without authentication"
+        )
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--port", type=int, default=5555, show_default=True, envvar="FLOWER_PORT")
+@click.option("--address", default="127.0.0.1", show_default=True, envvar="FLOWER_ADDRESS")
+@click.option(
+    "--db",
+    default=None,
+    help="Keep Flower's task history in this file across restarts (--persistent).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def flower(port: int, address: str, db: str | None, args: tuple[str, ...]) -> None:
+    """Run Flower (monitoring UI, HTTP API, Prometheus /metrics) with basic auth.
+
+    Needs FLOWER_BASIC_AUTH=user:password in the environment. Extra arguments go to Flower.
+    """
+    import os
+
+    from workers.celery_app import app
+
+    _check_basic_auth(os.environ.get(FLOWER_AUTH_VARIABLE))
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if db:
+        argv += ["--persistent=True", f"--db={db}"]
+    app.start([*argv, *args])
 
 
 def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
