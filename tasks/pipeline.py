@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from celery import Task, chain, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
@@ -25,6 +26,7 @@ from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
     Reschedule,
+    UnrecordedSubmit,
     parse_message,
     poll_once,
     resume_ref,
@@ -54,8 +56,12 @@ _UNCAPPED = {**_DB_RETRY, "max_retries": None}
 
 
 @shared_task(name="stt.submit", bind=True, **_UNCAPPED)
-def submit(self: Task, job_id: str) -> dict[str, Any]:
-    """Create the job at the API once and record its ``generation_id``."""
+def submit(self: Task, job_id: str, generation_id: str | None = None) -> dict[str, Any]:
+    """Create the job at the API once and record its ``generation_id``.
+
+    ``generation_id`` is only set by our own retry after the database refused to record
+    a job the API had just created: the retry records it rather than create another.
+    """
     settings = get_settings()
     try:
         result = submit_job(
@@ -64,7 +70,19 @@ def submit(self: Task, job_id: str) -> dict[str, Any]:
             job_id,
             policy=PollPolicy.from_settings(settings),
             now=_now(),
+            known_generation_id=generation_id,
         )
+    except UnrecordedSubmit as exc:
+        delay = get_exponential_backoff_interval(
+            factor=_DB_RETRY["retry_backoff"],
+            retries=self.request.retries,
+            maximum=_DB_RETRY["retry_backoff_max"],
+            full_jitter=True,
+        )
+        log.warning("%s: database error, recording it in %d s", exc, delay)
+        raise self.retry(
+            args=(job_id,), kwargs={"generation_id": exc.generation_id}, countdown=delay
+        ) from None
     except TransientError as exc:
         attempt = self.request.retries
         runtime.get_store().count_submit_attempt(job_id)

@@ -21,6 +21,8 @@ T = TypeVar("T")
 DEFAULT_API_BASE = "https://api.aimlapi.com"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "sqlite:///stt-workers.sqlite3"
+# Seconds before Redis redelivers an unacked message; see tasks/celeryconfig.py for why 900.
+DEFAULT_VISIBILITY_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Settings:
     # Submit retries on transient errors.
     submit_max_retries: int = 8
     store_max_retries: int = 20
+    # Redis redelivers a message not acked within this many seconds (a killed worker's).
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +76,14 @@ class Settings:
             raise ConfigurationError("STT_POLL_JITTER", "must be in [0, 1)")
         if self.poll_factor < 1:
             raise ConfigurationError("STT_POLL_FACTOR", "must be >= 1")
+        # With acks_late a poll waiting on its countdown is unacked the whole time: a
+        # timeout below the longest countdown would redeliver healthy polls.
+        if self.visibility_timeout <= self.poll_max_delay:
+            raise ConfigurationError(
+                "STT_VISIBILITY_TIMEOUT",
+                f"must be larger than STT_POLL_MAX_DELAY ({self.poll_max_delay:g} s), "
+                f"got {self.visibility_timeout:g}",
+            )
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
@@ -100,6 +112,7 @@ ENV_NAMES: dict[str, str] = {
     "poll_deadline": "STT_POLL_DEADLINE",
     "submit_max_retries": "STT_SUBMIT_MAX_RETRIES",
     "store_max_retries": "STT_STORE_MAX_RETRIES",
+    "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
 }
 
 
@@ -130,6 +143,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "poll_deadline": _number(float),
     "submit_max_retries": _number(int),
     "store_max_retries": _number(int),
+    "visibility_timeout": _number(float),
 }
 
 

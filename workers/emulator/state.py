@@ -6,6 +6,10 @@ two configurations inside one answer.
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from typing import Any
+
 import aiohttp
 from aiohttp import web
 
@@ -14,7 +18,9 @@ from workers.emulator.faults import FaultDice
 from workers.emulator.jobs import JobStore
 from workers.emulator.stats import RequestStats
 
-__all__ = ["STATE", "State"]
+__all__ = ["FAULT", "MAX_LOGGED_REQUESTS", "STATE", "State"]
+
+MAX_LOGGED_REQUESTS = 100_000  # the request log keeps the newest this many
 
 
 class State:
@@ -27,6 +33,29 @@ class State:
         self.stats = RequestStats()
         self.dice = FaultDice(config.seed)
         self.session: aiohttp.ClientSession | None = None  # for local audio downloads
+        self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+
+    def log_request(
+        self,
+        arrived: float,
+        method: str,
+        path: str,
+        status: int | str,
+        fault: str | None,
+        retry_after: str | None,
+    ) -> None:
+        """One ``/v1/...`` request: when it arrived, how it was answered, which fault."""
+        self.requests.append(
+            {
+                "ts": arrived,
+                "method": method,
+                "path": path,
+                "status": status,
+                "fault": fault,
+                "retry_after": retry_after,
+                "done_ts": time.time(),
+            }
+        )
 
     def reconfigure(self, config: EmulatorConfig, *, reseed: bool) -> None:
         """Swap in ``config``; ``reseed`` restarts the fault dice from ``config.seed``."""
@@ -40,6 +69,9 @@ class State:
         self.store.clear()
         self.stats = RequestStats()
         self.dice = FaultDice(self.config.seed)
+        self.requests.clear()
 
 
 STATE = web.AppKey("state", State)
+# The fault drawn for a request, kept on the request for the request log.
+FAULT = "emulator_fault"
