@@ -22,7 +22,7 @@ from workers.emulator.conventions import Forcing, forcing_for
 from workers.emulator.faults import Fault
 from workers.emulator.intake import CreateRequest, read_create
 from workers.emulator.jobs import Job, new_generation_id
-from workers.emulator.state import FAULT, STATE, State
+from workers.emulator.state import LOG_ENTRY, STATE, State
 from workers.emulator.transcript import duration_for
 
 __all__ = ["FORCED_ERROR_MESSAGE", "create_generation", "get_generation", "not_found"]
@@ -123,7 +123,8 @@ async def _admit(
     fault: Fault | None = None
     if spec.active:
         fault, refused = await _pre_faults(request, state, endpoint, spec)
-        request[FAULT] = fault.value if fault else None  # for the request log
+        if LOG_ENTRY in request:
+            request[LOG_ENTRY]["fault"] = fault.value if fault else None
         if refused is not None:
             return spec, fault, refused
     if not _authorized(request, state.config):

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from workers.emulator import admin, api
 from workers.emulator.config import EmulatorConfig
-from workers.emulator.state import FAULT, STATE, State
+from workers.emulator.state import LOG_ENTRY, STATE, State
 
 __all__ = ["build_app", "purge_interval"]
 
@@ -53,21 +53,18 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
     """Log each ``/v1/...`` request, so tests can check gaps (Retry-After) per job."""
     if not request.path.startswith("/v1/"):
         return await handler(request)
-    arrived = time.time()
+    entry = request.app[STATE].log_request(request.method, request.path)
+    request[LOG_ENTRY] = entry
     status: int | str = "cancelled"
     response: web.StreamResponse | None = None
     try:
         response = await handler(request)
-        status = response.status
+        status = "drop" if entry["fault"] == "rate_drop" else response.status
         return response
     finally:
-        fault = request.get(FAULT)
-        if fault == "rate_drop":
-            status = "drop"
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        request.app[STATE].log_request(
-            arrived, request.method, request.path, status, fault, retry_after
-        )
+        entry["status"] = status
+        entry["retry_after"] = response.headers.get("Retry-After") if response else None
+        entry["done_ts"] = time.time()
 
 
 def build_app(config: EmulatorConfig | None = None) -> web.Application:

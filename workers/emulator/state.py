@@ -18,7 +18,7 @@ from workers.emulator.faults import FaultDice
 from workers.emulator.jobs import JobStore
 from workers.emulator.stats import RequestStats
 
-__all__ = ["FAULT", "MAX_LOGGED_REQUESTS", "STATE", "State"]
+__all__ = ["LOG_ENTRY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
 
 MAX_LOGGED_REQUESTS = 100_000  # the request log keeps the newest this many
 
@@ -35,27 +35,23 @@ class State:
         self.session: aiohttp.ClientSession | None = None  # for local audio downloads
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
 
-    def log_request(
-        self,
-        arrived: float,
-        method: str,
-        path: str,
-        status: int | str,
-        fault: str | None,
-        retry_after: str | None,
-    ) -> None:
-        """One ``/v1/...`` request: when it arrived, how it was answered, which fault."""
-        self.requests.append(
-            {
-                "ts": arrived,
-                "method": method,
-                "path": path,
-                "status": status,
-                "fault": fault,
-                "retry_after": retry_after,
-                "done_ts": time.time(),
-            }
-        )
+    def log_request(self, method: str, path: str) -> dict[str, Any]:
+        """Log a ``/v1/...`` request as it arrives; the caller fills in how it ended.
+
+        Logged in arrival order, and visible while still in progress (a hung request has
+        ``status`` and ``done_ts`` null until it is answered).
+        """
+        entry: dict[str, Any] = {
+            "ts": time.time(),
+            "method": method,
+            "path": path,
+            "status": None,
+            "fault": None,
+            "retry_after": None,
+            "done_ts": None,
+        }
+        self.requests.append(entry)
+        return entry
 
     def reconfigure(self, config: EmulatorConfig, *, reseed: bool) -> None:
         """Swap in ``config``; ``reseed`` restarts the fault dice from ``config.seed``."""
@@ -73,5 +69,5 @@ class State:
 
 
 STATE = web.AppKey("state", State)
-# The fault drawn for a request, kept on the request for the request log.
-FAULT = "emulator_fault"
+# A request's entry in the request log, kept on the request while it is served.
+LOG_ENTRY = "emulator_log_entry"
