@@ -28,14 +28,16 @@ SWEEP_EVERY = 2.0
 GRACE = 5.0
 
 
-def _sweep_until_done(stack: Stack, ids: list[str], timeout: float) -> list[JobRecord]:
+def sweep_until_done(
+    stack: Stack, ids: list[str], timeout: float, grace: float = GRACE
+) -> list[JobRecord]:
     """Beat's part: send stt.sweep every SWEEP_EVERY seconds until every job is final."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         records = stack.store.get_many(ids)
         if len(records) == len(ids) and all(r.done for r in records):
             return sorted(records, key=lambda r: ids.index(r.id))
-        sweep.delay(grace=GRACE)
+        sweep.delay(grace=grace)
         time.sleep(SWEEP_EVERY)
     stuck = [(r.id, r.status.value) for r in stack.store.get_many(ids) if not r.done]
     raise AssertionError(f"{len(stuck)} jobs never finished: {stuck[:5]}")
@@ -52,7 +54,7 @@ def _wait_mid_run(stack: Stack, ids: list[str]) -> dict[str, JobRecord]:
         time.sleep(0.05)
 
 
-def _re_driven(stack: Stack) -> dict[str, int]:
+def re_driven(stack: Stack) -> dict[str, int]:
     """What the sweeper re-drove, summed from the workers' logs."""
     total = {"submit": 0, "poll": 0, "store": 0}
     for worker in stack.workers:
@@ -91,11 +93,11 @@ def test_flushall_mid_run_sweeper_re_drives_what_was_lost(
     stack.redis.client().flushall()
     flushed_at = time.monotonic()
 
-    _sweep_until_done(stack, ids, timeout=120)
+    sweep_until_done(stack, ids, timeout=120)
     recover_s = time.monotonic() - flushed_at
     records, duplicates = _check(stack, ids, urls, before)
-    re_driven = _re_driven(stack)
-    assert sum(re_driven.values()) > 0, "nothing was lost: the test proved nothing"
+    redriven = re_driven(stack)
+    assert sum(redriven.values()) > 0, "nothing was lost: the test proved nothing"
     reliability(
         "Redis FLUSHALL mid-run, worker alive (sweeper every 2 s, grace 5 s)",
         jobs_in=len(ids),
@@ -103,7 +105,7 @@ def test_flushall_mid_run_sweeper_re_drives_what_was_lost(
         api_duplicates=duplicates,
         recover_s=recover_s,
         polling_at_flush=sum(bool(r.polls) for r in before.values()),
-        re_driven=re_driven,
+        re_driven=redriven,
     )
 
 
@@ -133,7 +135,7 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
         )
         reconnect_s = time.monotonic() - back_at
 
-        _sweep_until_done(stack, ids, timeout=120)
+        sweep_until_done(stack, ids, timeout=120)
         recover_s = time.monotonic() - back_at
         records, duplicates = _check(stack, ids, urls, before)
         reliability(
@@ -143,7 +145,7 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
             api_duplicates=duplicates,
             recover_s=recover_s,
             worker_reconnect_s=round(reconnect_s, 1),
-            re_driven=_re_driven(stack),
+            re_driven=re_driven(stack),
         )
     finally:
         broker.process.terminate()

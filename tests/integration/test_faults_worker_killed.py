@@ -3,7 +3,9 @@
 The killed worker held messages it had reserved (submits, polls waiting on their
 countdown) unacked: with ``acks_late`` Redis keeps them in its ``unacked`` set and gives
 them back after the visibility timeout (here 15 s, through ``STT_VISIBILITY_TIMEOUT``).
-No sweeper runs in this test: redelivery alone must bring every job home.
+That is not airtight: kombu pops a message (BRPOP) *before* it writes it to ``unacked``,
+so a kill between the two loses it. The sweeper, with a grace longer than the visibility
+timeout, re-drives exactly those; the test counts them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from tasks.jobs import transcribe
 from tasks.models import JobStatus
 from tests.fixtures.reliability import api_duplicates
 from tests.fixtures.stack import Stack
-from tests.integration.test_pipeline import wait_all
+from tests.integration.test_faults_broker import re_driven, sweep_until_done
 
 JOBS = 200
 VISIBILITY_TIMEOUT = 15
+# Past redelivery (timeout + a 2 s scan + queueing): the sweeper only takes what was lost.
+SWEEP_GRACE = 40.0
 
 
 def test_kill_9_mid_run_every_job_stored_once_and_none_recreated(
@@ -44,7 +48,7 @@ def test_kill_9_mid_run_every_job_stored_once_and_none_recreated(
     assert not all(r.done for r in before.values()), "killed too late to prove anything"
 
     stack.start_worker()
-    records = wait_all(stack, ids, timeout=180)
+    records = sweep_until_done(stack, ids, timeout=180, grace=SWEEP_GRACE)
     recover_s = time.monotonic() - killed_at
 
     assert len(stack.store.list_jobs(limit=None)) == JOBS
@@ -60,14 +64,17 @@ def test_kill_9_mid_run_every_job_stored_once_and_none_recreated(
         # A poll count only grows, across the kill too.
         assert record.polls >= before[record.id].polls
     duplicates = api_duplicates(creates, urls)
-    # Only a create in flight at the kill (answered, id not yet written) can be repeated.
-    assert duplicates <= 8, creates
+    redriven = re_driven(stack)
+    # Only a create in flight at the kill (answered, id not yet written; one per worker
+    # thread) can be repeated, or a lost submit the sweeper raced with its redelivery.
+    assert duplicates <= 8 + redriven["submit"], creates
     reliability(
-        "worker kill -9 mid-run (visibility timeout 15 s, no sweeper)",
+        "worker kill -9 mid-run (visibility timeout 15 s, sweeper grace 40 s)",
         jobs_in=JOBS,
         jobs_stored=sum(r.done for r in records),
         api_duplicates=duplicates,
         recover_s=recover_s,
         submitted_at_kill=len(recorded),
         done_at_kill=sum(r.done for r in before.values()),
+        re_driven=redriven,
     )
