@@ -12,15 +12,33 @@ import os
 import tempfile
 from typing import Any
 
-from tasks.settings import Settings
+from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings
 
-__all__ = ["VISIBILITY_TIMEOUT", "celery_config"]
+__all__ = ["VISIBILITY_TIMEOUT", "celery_config", "redis_transport_options"]
 
 # Redis/SQS redeliver a message that is not acked within this many seconds. With
 # acks_late, a poll waiting on its countdown is unacked the whole time, so this must be
 # well above the longest countdown (Retry-After is capped at 300 s in tasks.polling) and
 # well below the server's one-hour retention, so a killed worker's jobs come back in time.
-VISIBILITY_TIMEOUT = 900
+# STT_VISIBILITY_TIMEOUT overrides it (the fault tests use seconds, not minutes).
+VISIBILITY_TIMEOUT = DEFAULT_VISIBILITY_TIMEOUT
+
+
+def redis_transport_options(visibility_timeout: float) -> dict[str, Any]:
+    """Redelivery after ``visibility_timeout``, checked often enough to matter.
+
+    kombu looks for expired unacked messages every ``unacked_restore_interval`` seconds
+    but scans only every ``unacked_restore_throttle``-th time (10 s x 10 by default, so
+    100 s): fine for 900 s, far too slow for a short timeout. Scan about ten times per
+    timeout, at most every second and at least every 100 s.
+    """
+    period = min(max(visibility_timeout / 10, 1.0), 100.0)
+    throttle = 10 if period >= 10 else 1
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": max(1, round(period / throttle)),
+        "unacked_restore_throttle": throttle,
+    }
 
 
 def _filesystem_options(broker_url: str) -> dict[str, Any]:
@@ -40,7 +58,7 @@ def _filesystem_options(broker_url: str) -> dict[str, Any]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for this project; see docs/operations.md for the reasoning."""
     broker_url = settings.broker_url
-    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    transport_options = redis_transport_options(settings.visibility_timeout)
     if broker_url.startswith("filesystem://"):
         transport_options = _filesystem_options(broker_url)
         broker_url = "filesystem://"

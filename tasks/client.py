@@ -34,6 +34,7 @@ from tasks.redact import redact_text
 from tasks.settings import Settings
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MAX_MESSAGE_CHARS",
     "STTClient",
     "Throttle",
@@ -51,6 +52,10 @@ DEFAULT_POOL_SIZE = 16
 MAX_MESSAGE_CHARS = 500
 # How much of an error body we read at all; the rest is not worth the memory.
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# A success body larger than this is refused, not parsed: an hour of audio with word
+# timings is a few MB, so 16 MiB is a broken or hostile server, and reading it whole would
+# let one answer take a worker's memory (and the database row) with it.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _SNIPPET_CHARS = 200
 _TRANSIENT_STATUSES = frozenset({408, 429})
 # What a reader of a failed job wants to know besides the vendor's words (HTTP n follows).
@@ -346,7 +351,8 @@ class STTClient:
             ) as response:
                 status = response.status_code
                 ok = 200 <= status <= 299
-                body = response.content if ok else _read_capped(response, MAX_ERROR_BODY_BYTES)
+                limit = MAX_ANSWER_BYTES + 1 if ok else MAX_ERROR_BODY_BYTES
+                body = _read_capped(response, limit)
                 headers = {k: self._scrub(v) for k, v in response.headers.items()}
         except requests.ConnectTimeout:
             raise TransientError(f"{what}: connect timeout after {self._timeout[0]} s") from None
@@ -368,6 +374,12 @@ class STTClient:
         if not ok:
             scrubbed = body.replace(self._key.encode(), b"***")
             raise error_from_response(status, headers, scrubbed)
+        if len(body) > MAX_ANSWER_BYTES:
+            raise PermanentError(
+                f"{what}: answer larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB, not read",
+                status_code=status,
+                request_id=request_id,
+            )
         try:
             return json.loads(body), request_id
         except ValueError:
@@ -383,7 +395,7 @@ def _read_capped(response: requests.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of a streamed body; the rest is never read."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=8192):
+    for chunk in response.iter_content(chunk_size=65536):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
@@ -33,6 +34,7 @@ from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
     Reschedule,
+    UnrecordedSubmit,
     parse_message,
     poll_once,
     resume_ref,
@@ -78,8 +80,15 @@ def _release(job_id: str) -> None:
 
 
 @shared_task(name="stt.submit", bind=True, **_UNCAPPED)
-def submit(self: Task, job_id: str, deferrals: int = 0) -> dict[str, Any]:
-    """Create the job at the API once and record its ``generation_id``."""
+def submit(
+    self: Task, job_id: str, deferrals: int = 0, generation_id: str | None = None
+) -> dict[str, Any]:
+    """Create the job at the API once and record its ``generation_id``.
+
+    ``deferrals`` counts the waits a shared limit imposed (they are not attempts).
+    ``generation_id`` is only set by our own retry after the database refused to record
+    a job the API had just created: the retry records it rather than create another.
+    """
     settings = get_settings()
     try:
         result = submit_job(
@@ -90,9 +99,23 @@ def submit(self: Task, job_id: str, deferrals: int = 0) -> dict[str, Any]:
             now=_now(),
             in_flight=runtime.get_in_flight(),
             deferrals=deferrals,
+            known_generation_id=generation_id,
         )
     except RateLimited as exc:
         raise _defer(self, job_id, exc, kwargs={"deferrals": deferrals + 1}) from None
+    except UnrecordedSubmit as exc:
+        delay = get_exponential_backoff_interval(
+            factor=_DB_RETRY["retry_backoff"],
+            retries=self.request.retries,
+            maximum=_DB_RETRY["retry_backoff_max"],
+            full_jitter=True,
+        )
+        log.warning("%s: database error, recording it in %d s", exc, delay)
+        raise self.retry(
+            args=(job_id,),
+            kwargs={"deferrals": deferrals, "generation_id": exc.generation_id},
+            countdown=delay,
+        ) from None
     except TransientError as exc:
         attempt = self.request.retries - deferrals
         runtime.get_store().count_submit_attempt(job_id)

@@ -24,6 +24,8 @@ DEFAULT_DATABASE_URL = "sqlite:///stt-workers.sqlite3"
 # An HMAC key shorter than this is guessable; 32 random bytes (token_urlsafe(32)) is typical.
 MIN_SECRET_CHARS = 16
 _SECRETS = ("api_key", "callback_secret")
+# Seconds before Redis redelivers an unacked message; see tasks/celeryconfig.py for why 900.
+DEFAULT_VISIBILITY_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class Settings:
     api_rate_limit: float = 0.0
     max_in_flight: int = 0
     rate_limit_redis_url: str | None = None
+    # Redis redelivers a message not acked within this many seconds (a killed worker's).
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +103,14 @@ class Settings:
             raise ConfigurationError(
                 "STT_RATE_LIMIT_REDIS_URL",
                 "is needed for STT_API_RATE_LIMIT / STT_MAX_IN_FLIGHT when the broker is not Redis",
+            )
+        # With acks_late a poll waiting on its countdown is unacked the whole time: a
+        # timeout below the longest countdown would redeliver healthy polls.
+        if self.visibility_timeout <= self.poll_max_delay:
+            raise ConfigurationError(
+                "STT_VISIBILITY_TIMEOUT",
+                f"must be larger than STT_POLL_MAX_DELAY ({self.poll_max_delay:g} s), "
+                f"got {self.visibility_timeout:g}",
             )
 
     @property
@@ -151,6 +163,7 @@ ENV_NAMES: dict[str, str] = {
     "api_rate_limit": "STT_API_RATE_LIMIT",
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
+    "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -187,6 +200,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "callback_timeout": _number(float),
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
+    "visibility_timeout": _number(float),
 }
 
 

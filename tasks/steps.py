@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from tasks.client import STTClient
 from tasks.errors import PermanentError, RateLimited, TransientError
 from tasks.inflight import InFlightLimiter
@@ -22,7 +24,15 @@ from tasks.pricing import estimate_cost
 from tasks.redact import redact_url
 from tasks.store import JobRecord, Store
 
-__all__ = ["Outcome", "PollRef", "Reschedule", "poll_once", "store_outcome", "submit_job"]
+__all__ = [
+    "Outcome",
+    "PollRef",
+    "Reschedule",
+    "UnrecordedSubmit",
+    "poll_once",
+    "store_outcome",
+    "submit_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +44,16 @@ class PollRef:
     job_id: str
     generation_id: str
     deadline: float  # epoch seconds
+    # Polls made before this message: a job the sweeper re-drives keeps counting (and
+    # keeps its place in the backoff schedule) instead of starting again from zero.
+    polls: int = 0
 
     def to_message(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
             "generation_id": self.generation_id,
             "deadline": self.deadline,
+            "polls": self.polls,
         }
 
 
@@ -67,7 +81,12 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
     """The inverse of ``to_message`` for whichever of the two it was."""
     if "status" in message:
         return Outcome(message["job_id"], JobStatus(message["status"]), message.get("error"))
-    return PollRef(message["job_id"], message["generation_id"], float(message["deadline"]))
+    return PollRef(
+        message["job_id"],
+        message["generation_id"],
+        float(message["deadline"]),
+        int(message.get("polls", 0)),  # absent in messages from before the field existed
+    )
 
 
 def _deadline(record: JobRecord, policy: PollPolicy) -> float:
@@ -79,7 +98,20 @@ def resume_ref(record: JobRecord, policy: PollPolicy) -> PollRef | None:
     """The poll reference of a submitted job, rebuilt from its row (None if not submitted)."""
     if record.generation_id is None:
         return None
-    return PollRef(record.id, record.generation_id, _deadline(record, policy))
+    return PollRef(record.id, record.generation_id, _deadline(record, policy), record.polls)
+
+
+class UnrecordedSubmit(Exception):
+    """The API created the job but the database refused its ``generation_id``.
+
+    The task retries with the id in hand (``known_generation_id``) so the retry records it
+    instead of creating a second, orphaned job at the API.
+    """
+
+    def __init__(self, job_id: str, generation_id: str) -> None:
+        super().__init__(f"job {job_id}: created as {generation_id}, not yet recorded")
+        self.job_id = job_id
+        self.generation_id = generation_id
 
 
 def submit_job(
@@ -91,12 +123,15 @@ def submit_job(
     now: datetime,
     in_flight: InFlightLimiter | None = None,
     deferrals: int = 0,
+    known_generation_id: str | None = None,
 ) -> PollRef | Outcome:
     """Create the server-side job once, record its id, hand over to polling.
 
     A redelivered submit finds the generation id already on the row and does not create a
     second job at the API. ``TransientError`` propagates: the task retries it; so does
     ``RateLimited`` (the in-flight cap or the rate limit said "not yet", nothing was sent).
+    A database error right after the create raises ``UnrecordedSubmit`` carrying the new
+    id; the retry passes it back as ``known_generation_id`` and only records it.
     """
     record = store.get(job_id)
     if record is None:
@@ -106,6 +141,9 @@ def submit_job(
     ref = resume_ref(record, policy)
     if ref is not None:
         return ref
+    if known_generation_id is not None:
+        store.mark_submitted(job_id, known_generation_id, now=now)
+        return PollRef(job_id, known_generation_id, now.timestamp() + policy.deadline)
     if in_flight is not None:
         in_flight.acquire(job_id, deferrals=deferrals)
     try:
@@ -119,7 +157,10 @@ def submit_job(
     except PermanentError as exc:
         store.count_submit_attempt(job_id)
         return Outcome(job_id, JobStatus.FAILED, f"submit rejected: {exc}")
-    store.mark_submitted(job_id, generation.generation_id, now=now)
+    try:
+        store.mark_submitted(job_id, generation.generation_id, now=now)
+    except DBAPIError as exc:
+        raise UnrecordedSubmit(job_id, generation.generation_id) from exc
     log.info(
         "job %s submitted as %s (%s, %s)",
         job_id,
@@ -139,7 +180,12 @@ def poll_once(
     policy: PollPolicy,
     now: datetime,
 ) -> Reschedule | Outcome:
-    """Ask the server once; say when to ask again, or how the job ended."""
+    """Ask the server once; say when to ask again, or how the job ended.
+
+    ``attempt`` counts this message's retries; ``ref.polls`` the polls before it (a
+    re-driven job), so the count and the backoff carry on where they were.
+    """
+    attempt += ref.polls
     polls = attempt + 1
     if now.timestamp() >= ref.deadline:
         return Outcome(

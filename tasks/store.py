@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import Engine, case, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,12 +164,17 @@ class Store:
     def record_poll(
         self, job_id: str, *, server_status: str | None, polls: int, next_poll_at: datetime | None
     ) -> None:
-        """Note a poll and when the next one is due (what the sweeper watches)."""
+        """Note a poll and when the next one is due (what the sweeper watches).
+
+        ``polls`` never goes down: a late duplicate poll chain (a message the sweeper
+        re-drove that was only slow, not lost) must not rewind the count.
+        """
+        monotonic = case((JobRow.polls < polls, polls), else_=JobRow.polls)
         with self.session() as session:
             session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-                .values(server_status=server_status, polls=polls, next_poll_at=next_poll_at)
+                .values(server_status=server_status, polls=monotonic, next_poll_at=next_poll_at)
             )
 
     def defer(self, job_id: str, *, until: datetime) -> None:

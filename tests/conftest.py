@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.services",
     "tests.fixtures.stack",
+    "tests.fixtures.reliability",
 ]

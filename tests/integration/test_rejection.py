@@ -21,6 +21,27 @@ BAD_CALLS = [
     ({"temperature": 2}, "temperature"),
     ({"temperature": "abc"}, "temperature"),
     ({"metadata": {"blob": "x" * 100_000}}, "metadata"),
+    # Issue 6's matrix, beyond the cases above: non-URLs, oversize text, wrong types.
+    ({"url": "not a url"}, "url"),
+    ({"url": "https://"}, "url"),
+    ({"url": "   "}, "url"),
+    ({"url": 123}, "url"),
+    ({"url": None}, "url"),
+    ({"model": ""}, "model"),
+    ({"model": None}, "model"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"prompt": "p" * 4001}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"language": 5}, "language"),
+    ({"language": "english please"}, "language"),
+    ({"metadata": "key=value"}, "metadata"),
+    ({"metadata": ["a", "b"]}, "metadata"),
+    ({"metadata": {1: "non-string key"}}, "metadata"),
+    ({"metadata": {"when": object()}}, "metadata"),
+    ({"idempotency_key": 7}, "idempotency_key"),
+    ({"idempotency_key": "k" * 201}, "idempotency_key"),
+    ({"callback_url": "ftp://hooks.example/x"}, "callback_url"),
 ]
 
 
@@ -46,6 +67,11 @@ def test_transcribe_rejects_and_enqueues_nothing(
         (["https://a.example/ok.mp3", "--model", "nope/model"], "model"),
         (["https://a.example/ok.mp3", "--temperature", "abc"], "temperature"),
         (["https://a.example/ok.mp3", "--temperature", "2"], "temperature"),
+        ([""], "url"),
+        (["not-a-url"], "url"),
+        (["https://a.example/ok.mp3", "--temperature", "-1"], "temperature"),
+        (["https://a.example/ok.mp3", "--prompt", "p" * 4001], "prompt"),
+        (["https://a.example/ok.mp3", "--language", "english please"], "language"),
     ],
 )
 def test_cli_submit_rejects_and_enqueues_nothing(

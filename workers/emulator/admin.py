@@ -120,6 +120,14 @@ async def creates(request: web.Request) -> web.Response:
     return _json({"jobs": store.jobs_created, "calls": store.create_calls})
 
 
+@routes.get("/_emulator/requests")
+async def requests_log(request: web.Request) -> web.Response:
+    """The newest API requests, oldest first; ``?path=/v1/stt/ID`` keeps one path."""
+    path = request.query.get("path")
+    entries = [r for r in request.app[STATE].requests if path is None or r["path"] == path]
+    return _json({"requests": entries})
+
+
 @routes.get("/_emulator/stats")
 async def stats(request: web.Request) -> web.Response:
     state = request.app[STATE]

@@ -22,7 +22,7 @@ from workers.emulator.conventions import Forcing, forcing_for
 from workers.emulator.faults import Fault
 from workers.emulator.intake import CreateRequest, read_create
 from workers.emulator.jobs import Job, new_generation_id
-from workers.emulator.state import STATE, State
+from workers.emulator.state import LOG_ENTRY, STATE, State
 from workers.emulator.transcript import duration_for
 
 __all__ = ["FORCED_ERROR_MESSAGE", "create_generation", "get_generation", "not_found"]
@@ -93,15 +93,17 @@ async def _deliver(
     """Send the real answer, unless a losing fault spoils it."""
     if fault is Fault.HANG:
         await asyncio.sleep(spec.hang_seconds)
-    elif fault is Fault.DROP:
+        state.stats.answered(endpoint, "hang")
+        return web.Response(body=body, status=201, content_type=_JSON)
+    if fault is Fault.DROP:
         state.stats.answered(endpoint, "drop")
         if request.transport is not None:
             request.transport.close()
         return web.Response()  # never reaches the client: the connection is gone
-    elif fault is Fault.MALFORMED:
+    if fault is Fault.MALFORMED:
         state.stats.answered(endpoint, 201)
         return web.Response(body=malformed, status=201, content_type=_JSON)
-    elif fault is Fault.HTTP_504:
+    if fault is Fault.HTTP_504:
         return error_response(state, endpoint, 504, request.path)
     state.stats.answered(endpoint, 201)
     return web.Response(body=body, status=201, content_type=_JSON)
@@ -121,6 +123,8 @@ async def _admit(
     fault: Fault | None = None
     if spec.active:
         fault, refused = await _pre_faults(request, state, endpoint, spec)
+        if LOG_ENTRY in request:
+            request[LOG_ENTRY]["fault"] = fault.value if fault else None
         if refused is not None:
             return spec, fault, refused
     if not _authorized(request, state.config):
@@ -212,7 +216,9 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
     phase = job.phase(now)
     if phase.final and job.first_final_poll_wall is None:
         job.first_final_poll_wall = now_wall
-    body = render.job_body(job, phase, config.dialect)
+    body = render.forced_answer(job, phase, config.dialect) or render.job_body(
+        job, phase, config.dialect
+    )
     if fault is None:
         state.stats.answered("get", 201)
         return web.Response(body=body, status=201, content_type=_JSON)

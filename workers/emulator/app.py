@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from workers.emulator import admin, api
 from workers.emulator.config import EmulatorConfig
-from workers.emulator.state import STATE, State
+from workers.emulator.state import LOG_ENTRY, STATE, State
 
 __all__ = ["build_app", "purge_interval"]
 
@@ -47,9 +48,28 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     state.session = None
 
 
+@web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log each ``/v1/...`` request, so tests can check gaps (Retry-After) per job."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    entry = request.app[STATE].log_request(request.method, request.path)
+    request[LOG_ENTRY] = entry
+    status: int | str = "cancelled"
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = "drop" if entry["fault"] == "rate_drop" else response.status
+        return response
+    finally:
+        entry["status"] = status
+        entry["retry_after"] = response.headers.get("Retry-After") if response else None
+        entry["done_ts"] = time.time()
+
+
 def build_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application, for ``web.run_app`` or embedding in tests."""
-    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[_log_requests])
     app[STATE] = State(config or EmulatorConfig())
     app.router.add_post("/v1/stt/create", api.create_generation)
     app.router.add_get("/v1/stt/{generation_id}", api.get_generation, allow_head=False)

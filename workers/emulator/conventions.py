@@ -14,6 +14,13 @@ puts a marker in its audio URL instead (anywhere: path, query or fragment):
     create calls of this URL, then normally); no job is created by a forced answer.
 ``force-poll-<code>`` / ``force-poll-<code>x<n>``
     ``GET /v1/stt/{id}`` for the job answers ``<code>`` (always, or for its first ``n`` polls).
+``force-status-<word>``
+    every poll answers status ``<word>`` (lower-case letters and ``_``), a word no vendor
+    page uses: the job never finishes, as far as the client can tell.
+``force-answer-<kind>``
+    once the job is completed its polls answer a broken 201: ``not-json`` (cut off),
+    ``no-status`` (the envelope without ``status``), ``unknown-shape`` (a ``result`` of
+    no known family) or ``huge`` (a valid result padded past 16 MiB).
 
 Codes 429 carry ``Retry-After: 1``; 502/503/504 come as the HTML page a gateway sends; any
 other 4xx/5xx comes in the vendor's JSON error envelope.
@@ -24,11 +31,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ForcedStatus", "Forcing", "forcing_for"]
+__all__ = ["ANSWER_KINDS", "ForcedStatus", "Forcing", "forcing_for"]
 
 _DURATION = re.compile(r"force-duration-(\d+(?:\.\d+)?)")
 _CREATE_HTTP = re.compile(r"force-http-([45]\d\d)(?:x(\d+))?")
 _POLL_HTTP = re.compile(r"force-poll-([45]\d\d)(?:x(\d+))?")
+_STATUS_WORD = re.compile(r"force-status-([a-z_]+)")
+ANSWER_KINDS = ("not-json", "no-status", "unknown-shape", "huge")
+_ANSWER = re.compile(r"force-answer-(" + "|".join(ANSWER_KINDS) + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,8 @@ class Forcing:
     duration: float | None = None
     create: ForcedStatus | None = None
     poll: ForcedStatus | None = None
+    status_word: str | None = None
+    answer: str | None = None  # one of ANSWER_KINDS
 
 
 NOTHING = Forcing()
@@ -62,12 +74,15 @@ def forcing_for(url: str | None) -> Forcing:
     if not url or "force-" not in url:
         return NOTHING
     duration = _DURATION.search(url)
+    word, answer = _STATUS_WORD.search(url), _ANSWER.search(url)
     return Forcing(
         error="force-error" in url,
         empty="force-empty" in url,
         duration=float(duration.group(1)) if duration else None,
         create=_status(_CREATE_HTTP.search(url)),
         poll=_status(_POLL_HTTP.search(url)),
+        status_word=word.group(1) if word else None,
+        answer=answer.group(1) if answer else None,
     )
 
 

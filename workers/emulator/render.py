@@ -18,6 +18,7 @@ __all__ = [
     "MALFORMED_CREATE",
     "create_body",
     "dumps",
+    "forced_answer",
     "gateway_page",
     "job_body",
     "malformed_poll",
@@ -84,6 +85,32 @@ def _envelope(job: Job, phase: Phase, dialect: Dialect) -> dict[str, Any]:
         "result": result,
         "error": message,
     }
+
+
+# Past the client's 16 MiB cap on an answer (tasks.client.MAX_ANSWER_BYTES).
+HUGE_ANSWER_BYTES = 17 * 1024 * 1024
+
+
+def forced_answer(job: Job, phase: Phase, dialect: Dialect) -> bytes | None:
+    """The broken answer a ``force-status-`` or ``force-answer-`` marker asks for, if any."""
+    forcing = job.forcing
+    if forcing.status_word is not None:
+        envelope = _envelope(job, Phase.QUEUED, dialect)
+        envelope["status"] = forcing.status_word
+        return dumps(envelope)
+    if forcing.answer is None or not phase.final:
+        return None
+    if forcing.answer == "not-json":
+        return malformed_poll(job.generation_id)
+    envelope = _envelope(job, phase, dialect)
+    result_key = "output" if dialect.new_envelope else "result"
+    if forcing.answer == "no-status":
+        del envelope["status"]
+    elif forcing.answer == "unknown-shape":
+        envelope[result_key] = {"transcription": {"segments": []}, "engine": "unknown"}
+    elif forcing.answer == "huge" and envelope[result_key] is not None:
+        envelope[result_key] = {**envelope[result_key], "padding": "x" * HUGE_ANSWER_BYTES}
+    return dumps(envelope)
 
 
 def malformed_poll(generation_id: str) -> bytes:

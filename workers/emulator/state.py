@@ -6,6 +6,10 @@ two configurations inside one answer.
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from typing import Any
+
 import aiohttp
 from aiohttp import web
 
@@ -14,7 +18,9 @@ from workers.emulator.faults import FaultDice
 from workers.emulator.jobs import JobStore
 from workers.emulator.stats import RequestStats
 
-__all__ = ["STATE", "State"]
+__all__ = ["LOG_ENTRY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
+
+MAX_LOGGED_REQUESTS = 100_000  # the request log keeps the newest this many
 
 
 class State:
@@ -27,6 +33,25 @@ class State:
         self.stats = RequestStats()
         self.dice = FaultDice(config.seed)
         self.session: aiohttp.ClientSession | None = None  # for local audio downloads
+        self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+
+    def log_request(self, method: str, path: str) -> dict[str, Any]:
+        """Log a ``/v1/...`` request as it arrives; the caller fills in how it ended.
+
+        Logged in arrival order, and visible while still in progress (a hung request has
+        ``status`` and ``done_ts`` null until it is answered).
+        """
+        entry: dict[str, Any] = {
+            "ts": time.time(),
+            "method": method,
+            "path": path,
+            "status": None,
+            "fault": None,
+            "retry_after": None,
+            "done_ts": None,
+        }
+        self.requests.append(entry)
+        return entry
 
     def reconfigure(self, config: EmulatorConfig, *, reseed: bool) -> None:
         """Swap in ``config``; ``reseed`` restarts the fault dice from ``config.seed``."""
@@ -40,6 +65,9 @@ class State:
         self.store.clear()
         self.stats = RequestStats()
         self.dice = FaultDice(self.config.seed)
+        self.requests.clear()
 
 
 STATE = web.AppKey("state", State)
+# A request's entry in the request log, kept on the request while it is served.
+LOG_ENTRY = "emulator_log_entry"
