@@ -31,6 +31,7 @@ def flower(make_stack: Callable[..., Stack], tmp_path: Path) -> Iterator[FlowerP
         env=stack.env, log_path=tmp_path / "flower.log", args=["--db", str(tmp_path / "flower")]
     )
     process.start()
+    process.wait_for_events()
     yield process
     process.stop()
 
@@ -116,4 +117,5 @@ def test_flower_keeps_task_history_across_a_restart(flower: FlowerProcess) -> No
     flower.stop()
     flower.process = None
     flower.start()  # same --db: the persistent state is read back
+    flower.wait_for_events()
     assert seen() == set(STEPS)

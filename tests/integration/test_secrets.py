@@ -133,6 +133,7 @@ def test_the_api_key_and_presigned_queries_are_nowhere_after_a_full_run(
         args=["--db", str(tmp_path / "flower"), "--logging=debug"],
     )
     flower.start()
+    flower.wait_for_events()
     try:
         urls = [
             f"{api.sample_url(2)}?{query}",
