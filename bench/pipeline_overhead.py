@@ -142,7 +142,13 @@ def one_database(args: argparse.Namespace, db: str, database_url: str, workdir: 
         redis_server.process.terminate()
         redis_server.process.wait(10)
     base = (base1["jobs_per_s"] + base2["jobs_per_s"]) / 2
-    return {"db": db, "base1": base1, "base2": base2, "ours": ours, "ratio": ours["jobs_per_s"] / base}
+    return {
+        "db": db,
+        "base1": base1,
+        "base2": base2,
+        "ours": ours,
+        "ratio": ours["jobs_per_s"] / base,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     results = []
     try:
-        for db in (["postgres", "sqlite"] if args.db == "both" else [args.db]):
+        for db in ["postgres", "sqlite"] if args.db == "both" else [args.db]:
             if db == "postgres":
                 with fresh_postgres() as url:
                     results.append(one_database(args, db, url, workdir))
             else:
-                results.append(one_database(args, db, f"sqlite:///{workdir / 'jobs.sqlite3'}", workdir))
+                results.append(
+                    one_database(args, db, f"sqlite:///{workdir / 'jobs.sqlite3'}", workdir)
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

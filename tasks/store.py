@@ -305,6 +305,10 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    # No pool_pre_ping: it cost one extra round trip per transaction, ~7 per job (profile in
+    # docs/benchmarks.md). A connection that died with the server fails its first statement
+    # instead; SQLAlchemy then invalidates the whole pool, and the task's DBAPIError retry
+    # (tasks.pipeline) runs the idempotent step again on a fresh connection.
     return create_engine(url, pool_size=10, max_overflow=20)
 
 
