@@ -252,7 +252,7 @@ def real_run(args: argparse.Namespace, policy: PollPolicy, k: float) -> dict[str
                 STT_POLL_JITTER=f"{policy.jitter:g}",
             )
             activate(env)
-            worker = Worker(env, loglevel="WARNING", log_path=workdir / "worker.log")
+            worker = Worker(env, log_path=workdir / "worker.log")
             try:
                 handles = []
                 for i, (queued, processing) in enumerate(jobs):
