@@ -131,8 +131,11 @@ def one_database(args: argparse.Namespace, db: str, database_url: str, workdir: 
         n = args.enqueuers
         run_baseline(app, client, 50, n)  # warm-up: connections, imports, the table
         run_pipeline(50, "warm", n)
-        pids = {"worker": worker.process.pid, "emulator": emulator.process.pid,
-                "redis": redis_server.process.pid}  # fmt: skip
+        pids = {
+            "worker": worker.process.pid,
+            "emulator": emulator.process.pid,
+            "redis": redis_server.process.pid,
+        }
         base1 = measured(pids, args.jobs, lambda: run_baseline(app, client, args.jobs, n))
         ours = measured(pids, args.jobs, lambda: run_pipeline(args.jobs, "run", n))
         base2 = measured(pids, args.jobs, lambda: run_baseline(app, client, args.jobs, n))
@@ -181,19 +184,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    headers = ["database", "bare chain jobs/s (run 1 / run 2)", "ours jobs/s", "ratio", "goal",
-               "ours: enqueue s / total s"]  # fmt: skip
+    headers = [
+        "database",
+        "bare chain jobs/s (run 1 / run 2)",
+        "ours jobs/s",
+        "ratio",
+        "goal",
+        "ours: enqueue s / total s",
+    ]
     rows = []
     for r in results:
         b1, b2, o = r["base1"], r["base2"], r["ours"]
-        rows.append([
-            r["db"],
-            f"{b1['jobs_per_s']:.0f} / {b2['jobs_per_s']:.0f}",
-            f"{o['jobs_per_s']:.0f}",
-            f"{r['ratio']:.2f}x",
-            f">= {GOAL}x {'met' if r['ratio'] >= GOAL else 'MISSED'}",
-            f"{o['enqueue_seconds']:.1f} / {o['seconds']:.1f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["db"],
+                f"{b1['jobs_per_s']:.0f} / {b2['jobs_per_s']:.0f}",
+                f"{o['jobs_per_s']:.0f}",
+                f"{r['ratio']:.2f}x",
+                f">= {GOAL}x {'met' if r['ratio'] >= GOAL else 'MISSED'}",
+                f"{o['enqueue_seconds']:.1f} / {o['seconds']:.1f}",
+            ]
+        )
     pool = "solo (profiled)" if args.profile else f"{args.pool} x{args.concurrency}"
     title = f"pipeline overhead: {args.jobs} jobs per run, worker pool {pool}"
     print(title)

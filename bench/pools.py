@@ -40,20 +40,28 @@ from bench._common import (
 POOLS = ("prefork", "threads", "gevent")
 
 
-def run(pool: str, concurrency: int, jobs: int, env: dict[str, str], workdir: Path, tag: str) -> dict[str, float]:
+def run(
+    pool: str, concurrency: int, jobs: int, env: dict[str, str], workdir: Path, tag: str
+) -> dict[str, float]:
     from tasks import runtime
     from tasks.jobs import transcribe
 
     worker = Worker(
-        env, pool=pool, concurrency=concurrency,
+        env,
+        pool=pool,
+        concurrency=concurrency,
         log_path=workdir / f"worker-{tag}.log",
-    )  # fmt: skip
+    )
     store = runtime.get_store()
     try:
         before = store.count_by_status().get("completed", 0)
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as executor:
-            list(executor.map(lambda i: transcribe(f"https://bench.example/{tag}/{i}.mp3"), range(jobs)))
+            list(
+                executor.map(
+                    lambda i: transcribe(f"https://bench.example/{tag}/{i}.mp3"), range(jobs)
+                )
+            )
         rss = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -85,19 +93,26 @@ def main(argv: list[str] | None = None) -> int:
     note = machine_note()
     workdir = Path(tempfile.mkdtemp(prefix="bench-pools-"))
     redis_server = start_redis(workdir / "redis")
-    emulator = Emulator("--fixed", "0", "--queue-delay", "0", "--fault", f"latency_ms={args.latency}")
+    emulator = Emulator(
+        "--fixed", "0", "--queue-delay", "0", "--fault", f"latency_ms={args.latency}"
+    )
     results: dict[tuple[str, int], dict[str, float]] = {}
     try:
         with fresh_postgres() as url:
-            env = worker_env(broker_url=redis_server.url, database_url=url, api_base=emulator.base_url)
+            env = worker_env(
+                broker_url=redis_server.url, database_url=url, api_base=emulator.base_url
+            )
             activate(env)
             for concurrency in args.concurrency:
                 jobs = max(40, concurrency * args.per_slot)
                 for pool in POOLS:
                     r = run(pool, concurrency, jobs, env, workdir, f"{pool}{concurrency}")
                     results[(pool, concurrency)] = r
-                    print(f"{pool:8} x{concurrency:<3} {jobs:5} jobs  {r['jobs_per_s']:6.1f} jobs/s  "
-                          f"RSS {r['rss']:.0f} MB", flush=True)  # fmt: skip
+                    print(
+                        f"{pool:8} x{concurrency:<3} {jobs:5} jobs  {r['jobs_per_s']:6.1f} jobs/s  "
+                        f"RSS {r['rss']:.0f} MB",
+                        flush=True,
+                    )
     finally:
         emulator.stop()
         redis_server.process.terminate()
@@ -108,13 +123,23 @@ def main(argv: list[str] | None = None) -> int:
         base = results[("prefork", concurrency)]["jobs_per_s"]
         for pool in POOLS:
             r = results[(pool, concurrency)]
-            rows.append([concurrency, pool, f"{r['jobs_per_s']:.1f}", f"{r['jobs_per_s'] / base:.2f}x",
-                         f"{r['jobs_per_s'] / concurrency:.2f}", f"{r['rss']:.0f}"])  # fmt: skip
+            rows.append(
+                [
+                    concurrency,
+                    pool,
+                    f"{r['jobs_per_s']:.1f}",
+                    f"{r['jobs_per_s'] / base:.2f}x",
+                    f"{r['jobs_per_s'] / concurrency:.2f}",
+                    f"{r['rss']:.0f}",
+                ]
+            )
     title = f"pools: API latency {args.latency} ms per request, {args.per_slot} jobs per slot"
     print(title)
     print(text_table(headers, rows))
     if not args.no_doc:
-        update_doc("pools", f"`{command_line()}`\n\n{title}; {note}.\n\n{markdown_table(headers, rows)}")
+        update_doc(
+            "pools", f"`{command_line()}`\n\n{title}; {note}.\n\n{markdown_table(headers, rows)}"
+        )
     return 0
 
 

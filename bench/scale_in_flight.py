@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 jobs of 30-60 s")
     parser.add_argument("--every", type=float, default=10.0, help="sampling period, s")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--first-delay", type=float, default=None, help="STT_POLL_FIRST_DELAY")
+    parser.add_argument("--max-delay", type=float, default=None, help="STT_POLL_MAX_DELAY")
+    parser.add_argument("--doc-name", default=None, help="block name in docs/benchmarks.md")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -85,21 +88,32 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[dict[str, Any]] = []
     try:
         with fresh_postgres() as url:
-            env = worker_env(broker_url=redis_server.url, database_url=url, api_base=emulator.base_url)
+            schedule: dict[str, str] = {}
+            if args.first_delay is not None:
+                schedule["STT_POLL_FIRST_DELAY"] = f"{args.first_delay:g}"
+            if args.max_delay is not None:
+                schedule["STT_POLL_MAX_DELAY"] = f"{args.max_delay:g}"
+            env = worker_env(
+                broker_url=redis_server.url,
+                database_url=url,
+                api_base=emulator.base_url,
+                **schedule,
+            )
             activate(env)
             from tasks import runtime
             from tasks.jobs import transcribe
 
             store = runtime.get_store()
-            worker = Worker(
-                env, concurrency=args.concurrency, log_path=workdir / "w.log"
-            )
+            worker = Worker(env, concurrency=args.concurrency, log_path=workdir / "w.log")
             r = redis_server.client()
             started = time.time()
             try:
+
                 def enqueue(i: int) -> str:
                     seconds = durations[i]
-                    return transcribe(f"https://bench.example/s{i}/force-duration-{seconds:.1f}.mp3").id
+                    return transcribe(
+                        f"https://bench.example/s{i}/force-duration-{seconds:.1f}.mp3"
+                    ).id
 
                 with ThreadPoolExecutor(8) as pool:
                     future_ids = pool.map(enqueue, range(args.jobs))
@@ -119,21 +133,29 @@ def main(argv: list[str] | None = None) -> int:
                             gets = stats["per_second"]["get"]
                             window = range(int(now - args.every), int(now))
                             polls = sum(gets.get(str(s), 0) for s in window) / args.every
-                            samples.append({
-                                "t": now - started,
-                                "rss": worker.rss_mb(),
-                                "redis": int(r.info("memory")["used_memory"]) / 2**20,
-                                "queued": int(r.llen("stt")),
-                                "unacked": int(r.hlen("unacked")),
-                                "polls": polls,
-                                "window": (int(now - args.every), int(now)),
-                                "stored": sum(counts.get(s, 0) for s in ("completed", "failed", "error", "timeout")),
-                                "completed": counts.get("completed", 0),
-                            })  # fmt: skip
+                            samples.append(
+                                {
+                                    "t": now - started,
+                                    "rss": worker.rss_mb(),
+                                    "redis": int(r.info("memory")["used_memory"]) / 2**20,
+                                    "queued": int(r.llen("stt")),
+                                    "unacked": int(r.hlen("unacked")),
+                                    "polls": polls,
+                                    "window": (int(now - args.every), int(now)),
+                                    "stored": sum(
+                                        counts.get(s, 0)
+                                        for s in ("completed", "failed", "error", "timeout")
+                                    ),
+                                    "completed": counts.get("completed", 0),
+                                }
+                            )
                             s = samples[-1]
-                            print(f"t={s['t']:5.0f}s stored {s['stored']:6} rss {s['rss']:6.1f} MB "
-                                  f"redis {s['redis']:6.1f} MB polls/s {s['polls']:6.1f} "
-                                  f"queued {s['queued']} unacked {s['unacked']}", flush=True)  # fmt: skip
+                            print(
+                                f"t={s['t']:5.0f}s stored {s['stored']:6} rss {s['rss']:6.1f} MB "
+                                f"redis {s['redis']:6.1f} MB polls/s {s['polls']:6.1f} "
+                                f"queued {s['queued']} unacked {s['unacked']}",
+                                flush=True,
+                            )
                             if s["stored"] >= args.jobs:
                                 break
                             next_sample += args.every
@@ -147,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         redis_server.process.terminate()
         redis_server.process.wait(10)
 
-    policy = PollPolicy()
+    defaults = PollPolicy()
+    policy = PollPolicy(
+        first_delay=args.first_delay or defaults.first_delay,
+        max_delay=args.max_delay or defaults.max_delay,
+    )
     by_id = {rec.id: rec for rec in records}
     submits = [
         (rec.submitted_at.timestamp(), d)
@@ -164,37 +190,87 @@ def main(argv: list[str] | None = None) -> int:
     max_rss = max(s["rss"] for s in samples)
     peak_polls = max(s["polls"] for s in samples)
     peak_pred = max(s["predicted"] for s in samples)
-    headers = ["t s", "stored", "worker RSS MB", "Redis MB", "queued", "unacked", "polls/s",
-               "predicted polls/s", "ratio"]  # fmt: skip
+    headers = [
+        "t s",
+        "stored",
+        "worker RSS MB",
+        "Redis MB",
+        "queued",
+        "unacked",
+        "polls/s",
+        "predicted polls/s",
+        "ratio",
+    ]
     step = max(1, len(samples) // 24)
     rows = [
-        [f"{s['t']:.0f}", s["stored"], f"{s['rss']:.0f}", f"{s['redis']:.1f}", s["queued"],
-         s["unacked"], f"{s['polls']:.0f}", f"{s['predicted']:.0f}",
-         f"{s['polls'] / s['predicted']:.2f}x" if s["predicted"] else "-"]
+        [
+            f"{s['t']:.0f}",
+            s["stored"],
+            f"{s['rss']:.0f}",
+            f"{s['redis']:.1f}",
+            s["queued"],
+            s["unacked"],
+            f"{s['polls']:.0f}",
+            f"{s['predicted']:.0f}",
+            f"{s['polls'] / s['predicted']:.2f}x" if s["predicted"] else "-",
+        ]
         for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
-    ]  # fmt: skip
+    ]
     summary_headers = ["", "value", "goal / baseline", "ratio"]
     summary = [
-        ["jobs stored completed", f"{completed}/{args.jobs}", f"{args.jobs}", f"{completed / args.jobs:.3f}"],
+        [
+            "jobs stored completed",
+            f"{completed}/{args.jobs}",
+            f"{args.jobs}",
+            f"{completed / args.jobs:.3f}",
+        ],
         ["enqueued within", f"{enqueued_after:.0f} s", "", ""],
-        ["worker RSS max", f"{max_rss:.0f} MB", f"< {MEMORY_GOAL_MB:.0f} MB", f"{max_rss / MEMORY_GOAL_MB:.2f}x"],
-        ["peak polls/s (measured / predicted)", f"{peak_polls:.0f}", f"{peak_pred:.0f}", f"{peak_polls / peak_pred:.2f}x"],
-        ["GETs at the emulator / expected_polls() sum", f"{total_gets}", f"{expected_total}", f"{total_gets / expected_total:.2f}x"],
-        ["polls on the rows", f"{stored_polls}", f"{expected_total}", f"{stored_polls / expected_total:.2f}x"],
-    ]  # fmt: skip
+        [
+            "worker RSS max",
+            f"{max_rss:.0f} MB",
+            f"< {MEMORY_GOAL_MB:.0f} MB",
+            f"{max_rss / MEMORY_GOAL_MB:.2f}x",
+        ],
+        [
+            "peak polls/s (measured / predicted)",
+            f"{peak_polls:.0f}",
+            f"{peak_pred:.0f}",
+            f"{peak_polls / peak_pred:.2f}x",
+        ],
+        [
+            "GETs at the emulator / expected_polls() sum",
+            f"{total_gets}",
+            f"{expected_total}",
+            f"{total_gets / expected_total:.2f}x",
+        ],
+        [
+            "polls on the rows",
+            f"{stored_polls}",
+            f"{expected_total}",
+            f"{stored_polls / expected_total:.2f}x",
+        ],
+    ]
     title = (
         f"scale in flight: {args.jobs} jobs of {args.min_seconds:g}-{args.max_seconds:g} s, "
-        f"one worker threads x{args.concurrency}, poll policy 5 s x2 cap 10 s"
+        f"one worker threads x{args.concurrency}, poll policy {policy.first_delay:g} s "
+        f"x{policy.factor:g} cap {policy.max_delay:g} s"
     )
     print(title)
     print(text_table(headers, rows))
     print(text_table(summary_headers, summary))
     if not args.no_doc:
-        name = "scale-quick" if args.quick else "scale"
-        update_doc(name, "\n\n".join([
-            f"`{command_line()}`", f"{title}; {note}.",
-            markdown_table(summary_headers, summary), markdown_table(headers, rows),
-        ]))  # fmt: skip
+        name = args.doc_name or ("scale-quick" if args.quick else "scale")
+        update_doc(
+            name,
+            "\n\n".join(
+                [
+                    f"`{command_line()}`",
+                    f"{title}; {note}.",
+                    markdown_table(summary_headers, summary),
+                    markdown_table(headers, rows),
+                ]
+            ),
+        )
     return 0 if completed == args.jobs and max_rss < MEMORY_GOAL_MB else 1
 
 
