@@ -1,11 +1,12 @@
 """Benchmark 1: end-to-end jobs/s of our submit -> poll -> store chain vs a bare Celery chain.
 
-Run from the repository root (about two minutes; ``--quick`` about one)::
+Run from the repository root (about four minutes with ``--db both``; ``--quick`` about one)::
 
     .venv/bin/python -m bench.pipeline_overhead                 # 2,000 jobs, PostgreSQL
     .venv/bin/python -m bench.pipeline_overhead --db sqlite     # the same on SQLite
     .venv/bin/python -m bench.pipeline_overhead --quick         # 500 jobs
-    .venv/bin/python -m bench.pipeline_overhead --profile       # + a pyinstrument profile
+    .venv/bin/python -m bench.pipeline_overhead --profile       # + cProfile of a solo worker
+    .venv/bin/python -m pstats bench-profile.prof          # then: sort cumtime, stats 40
 
 One private ``redis-server``, one emulator answering at once (``--fixed 0 --queue-delay 0``:
 the first poll finds the job completed, so every job is exactly submit -> 1 poll -> store),
@@ -163,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--enqueuers", type=int, default=8, help="enqueueing threads")
     parser.add_argument("--first-delay", type=float, default=0.05, help="STT_POLL_FIRST_DELAY")
-    parser.add_argument("--profile", action="store_true", help="solo worker under pyinstrument")
-    parser.add_argument("--profile-out", type=Path, default=Path("bench-profile.txt"))
+    parser.add_argument("--profile", action="store_true", help="solo worker under cProfile")
+    parser.add_argument("--profile-out", type=Path, default=Path("bench-profile.prof"))
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "ours jobs/s",
         "ratio",
         "goal",
+        "worker CPU ms/job: bare / ours",
+        "CPU ratio",
         "ours: enqueue s / total s",
     ]
     rows = []
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{o['jobs_per_s']:.0f}",
                 f"{r['ratio']:.2f}x",
                 f">= {GOAL}x {'met' if r['ratio'] >= GOAL else 'MISSED'}",
+                f"{(b1['cpu_worker'] + b2['cpu_worker']) / 2:.1f} / {o['cpu_worker']:.1f}",
+                f"{(b1['cpu_worker'] + b2['cpu_worker']) / 2 / o['cpu_worker']:.2f}x",
                 f"{o['enqueue_seconds']:.1f} / {o['seconds']:.1f}",
             ]
         )
