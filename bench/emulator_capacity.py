@@ -26,66 +26,16 @@ import json
 import multiprocessing
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "sk-emulator-key"
+from bench._common import API_KEY, Emulator, command_line, machine_note, update_doc
+
 MODELS = ("openai/gpt-4o-mini-transcribe", "#g1_nova-2-general", "aai/best")
 TARGET_POLLS_PER_SECOND = 2000
 CHURN_RETENTION = 5.0
-
-
-# -- the emulator process ------------------------------------------------------------------
-
-
-class Emulator:
-    """``python -m workers.emulator`` on a free port, with /proc readings of its usage."""
-
-    def __init__(self, *args: str) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-emulator-", suffix=".log")  # noqa: SIM115
-        command = [sys.executable, "-m", "workers.emulator", "--port", "0", *args]
-        self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.base_url = self._wait_ready()
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text(errors="replace")
-            if "listening on " in text:
-                return text.split("listening on ", 1)[1].split()[0]
-            if self.process.poll() is not None:
-                raise RuntimeError(f"emulator exited:\n{text}")
-            time.sleep(0.05)
-        raise RuntimeError("emulator did not start")
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 # -- phase 1: the load generator (runs in child processes) ---------------------------------
@@ -319,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-rate", type=float, default=400.0, help="creates per second")
     parser.add_argument("--churn-seconds", type=float, default=20.0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
+    note = machine_note()
     emu = Emulator("--speed", "0.02", "--queue-delay", "0")
     try:
         report: dict[str, Any] = {
@@ -332,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emu.stop()
     print(json.dumps(report, indent=2) if args.json else render(report))
+    if not args.no_doc:
+        update_doc("emulator", f"`{command_line()}`\n\n{note}.\n\n```\n{render(report)}\n```")
     return 0 if report["throughput"]["polls_per_second"] >= TARGET_POLLS_PER_SECOND else 1
 
 

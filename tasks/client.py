@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -60,6 +61,22 @@ _SNIPPET_CHARS = 200
 _TRANSIENT_STATUSES = frozenset({408, 429})
 # What a reader of a failed job wants to know besides the vendor's words (HTTP n follows).
 _REASONS = {401: "unauthorized (check AIML_API_KEY)", 408: "request timeout", 429: "rate limited"}
+
+
+def _settle_environment(session: requests.Session, root: str) -> None:
+    """Read the proxy and CA-bundle variables once, then stop requests re-reading them.
+
+    With ``trust_env`` on, requests scans the whole environment for proxies and looks for
+    a ``.netrc`` on *every* request: ~1 ms of CPU per call in a worker's environment, the
+    largest single cost of a poll after the HTTP round trip (profile in docs/benchmarks.md).
+    Every request goes to ``root``, so resolving them for it once is exact. (Not reading
+    ``.netrc`` is also right: its credentials would replace our Bearer header.)
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(root))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -268,6 +285,7 @@ class STTClient:
             )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            _settle_environment(session, self._root)
         self._session = session
         # Per request, not on the session: a caller's session is not changed.
         self._headers = {

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
+from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
@@ -63,6 +64,11 @@ _DB_RETRY: dict[str, Any] = {
 # submit and poll count their own attempts (submit_max_retries, the poll deadline), so
 # Celery's retry cap is off for them; it still bounds store's database retries.
 _UNCAPPED = {**_DB_RETRY, "max_retries": None}
+
+
+@worker_init.connect
+def _in_worker(**_: Any) -> None:
+    runtime.mark_worker()
 
 
 def _defer(self: Task, job_id: str, exc: RateLimited, **retry: Any) -> Exception:

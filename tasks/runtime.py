@@ -16,13 +16,22 @@ from tasks.ratelimit import RateLimiter, limiter_redis
 from tasks.settings import Settings, get_settings
 from tasks.store import Store
 
-__all__ = ["get_client", "get_in_flight", "get_store", "reset"]
+__all__ = ["get_client", "get_in_flight", "get_store", "mark_worker", "reset"]
 
 _lock = threading.Lock()
 _pid: int | None = None
 _store: Store | None = None
 _client: STTClient | None = None
 _limits: tuple[RateLimiter | None, InFlightLimiter | None] | None = None
+# Set in a Celery worker (tasks.pipeline connects it to ``worker_init``); kept across fork.
+_in_worker = False
+
+
+def mark_worker() -> None:
+    """This process is a worker: its steps retry database errors themselves, so its store
+    can skip the per-transaction liveness ping (see ``tasks.store._make_engine``)."""
+    global _in_worker
+    _in_worker = True
 
 
 def _check_pid() -> None:
@@ -37,7 +46,7 @@ def get_store(settings: Settings | None = None) -> Store:
     with _lock:
         _check_pid()
         if _store is None:
-            _store = Store((settings or get_settings()).database_url)
+            _store = Store((settings or get_settings()).database_url, pre_ping=not _in_worker)
         return _store
 
 

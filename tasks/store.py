@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, case, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
 from tasks.schema import Base, JobRow
@@ -84,9 +85,9 @@ def utcnow() -> datetime:
 class Store:
     """Create, advance and read jobs. One instance per process; thread-safe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, pre_ping=pre_ping)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         _migrate(self.engine)
 
@@ -94,6 +95,16 @@ class Store:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def _write(self, statement: Executable) -> int:
+        """Run one UPDATE in its own transaction; the number of rows it changed.
+
+        On a Core connection, not an ORM session: a session's bulk-update path (identity
+        map, ``synchronize_session``) cost ~1 ms of CPU per write for nothing these
+        single-statement writes need; the pipeline makes four per job (docs/benchmarks.md).
+        """
+        with self.engine.begin() as conn:
+            return int(conn.execute(statement).rowcount)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -141,25 +152,23 @@ class Store:
     ) -> None:
         """Record the generation id the moment the API hands it out (never overwrite one)."""
         now = now or utcnow()
-        with self.session() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.generation_id.is_(None))
-                .values(
-                    generation_id=generation_id,
-                    status=JobStatus.SUBMITTED.value,
-                    submitted_at=now,
-                    submit_attempts=JobRow.submit_attempts + 1,
-                )
+        self._write(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.generation_id.is_(None))
+            .values(
+                generation_id=generation_id,
+                status=JobStatus.SUBMITTED.value,
+                submitted_at=now,
+                submit_attempts=JobRow.submit_attempts + 1,
             )
+        )
 
     def count_submit_attempt(self, job_id: str) -> None:
-        with self.session() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id)
-                .values(submit_attempts=JobRow.submit_attempts + 1)
-            )
+        self._write(
+            update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(submit_attempts=JobRow.submit_attempts + 1)
+        )
 
     def record_poll(
         self, job_id: str, *, server_status: str | None, polls: int, next_poll_at: datetime | None
@@ -170,12 +179,11 @@ class Store:
         re-drove that was only slow, not lost) must not rewind the count.
         """
         monotonic = case((JobRow.polls < polls, polls), else_=JobRow.polls)
-        with self.session() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-                .values(server_status=server_status, polls=monotonic, next_poll_at=next_poll_at)
-            )
+        self._write(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+            .values(server_status=server_status, polls=monotonic, next_poll_at=next_poll_at)
+        )
 
     def defer(self, job_id: str, *, until: datetime) -> None:
         """Note that the job's next step waits for a shared limit until ``until``.
@@ -183,12 +191,11 @@ class Store:
         Kept in ``next_poll_at`` (for a pending job: the next submit), so the sweeper
         does not mistake a job that waits its turn for one whose message was lost.
         """
-        with self.session() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-                .values(next_poll_at=until)
-            )
+        self._write(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+            .values(next_poll_at=until)
+        )
 
     def land_result(
         self,
@@ -206,19 +213,18 @@ class Store:
         through the broker, and a lost store message can be re-driven from the row.
         The first sighting wins: a redelivered poll does not move ``finished_at``.
         """
-        with self.session() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.finished_at.is_(None))
-                .values(
-                    server_status=server_status,
-                    raw_result=raw_result,
-                    error=error,
-                    polls=polls,
-                    finished_at=finished_at,
-                    next_poll_at=None,
-                )
+        self._write(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.finished_at.is_(None))
+            .values(
+                server_status=server_status,
+                raw_result=raw_result,
+                error=error,
+                polls=polls,
+                finished_at=finished_at,
+                next_poll_at=None,
             )
+        )
 
     def finish(
         self,
@@ -258,13 +264,10 @@ class Store:
                 # Usage's fields are named after their columns.
                 **asdict(transcript.usage),
             )
-        with self.session() as session:
-            result = session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-                .values(**values)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        changed = self._write(
+            update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL)).values(**values)
+        )
+        return bool(changed)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -308,7 +311,7 @@ def _plain(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__ if getattr(obj, name) is not None}
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, *, pre_ping: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -323,7 +326,13 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Workers run without pool_pre_ping: it cost one extra round trip per transaction, ~7
+    # per job (profile in docs/benchmarks.md). A connection that died with the server fails
+    # its first statement instead; SQLAlchemy then invalidates the whole pool, and the
+    # task's DBAPIError retry (tasks.pipeline) runs the idempotent step again. A web app
+    # has no such retry, so its store keeps the ping: transcribe() after a database
+    # restart must not fail once per pooled connection.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
 
 
 def _migrate(engine: Engine) -> None:
