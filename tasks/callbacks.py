@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +60,7 @@ _HIDDEN = frozenset(
         "callback_attempts",
         "callback_error",
         "callback_delivered_at",
+        "callback_next_at",
     }
 )
 
@@ -119,14 +120,16 @@ def needs_callback(record: JobRecord) -> bool:
     return record.done and record.callback_url is not None and record.callback_status is None
 
 
-def mark_callback_pending(store: Store, job_id: str) -> None:
-    """Note that ``stt.callback`` was enqueued, so a redelivered store does not enqueue it
-    again. Called *after* enqueueing: a crash in between enqueues twice, never zero times."""
+def mark_callback_pending(store: Store, job_id: str, *, now: datetime) -> None:
+    """Note that ``stt.callback`` was enqueued (by ``stt.store`` or the sweeper) and is due
+    ``now``, so a redelivered store does not enqueue it again and the sweeper knows when it
+    is overdue. Called *after* enqueueing: a crash in between enqueues twice, never zero
+    times."""
     with store.session() as session:
         session.execute(
             update(JobRow)
-            .where(JobRow.id == job_id, JobRow.callback_status.is_(None))
-            .values(callback_status=CallbackStatus.PENDING.value)
+            .where(JobRow.id == job_id, _open())
+            .values(callback_status=CallbackStatus.PENDING.value, callback_next_at=now)
         )
 
 
@@ -241,6 +244,11 @@ def deliver_callback(
         _set_state(store, job_id, CallbackStatus.FAILED, error=message)
         log.warning("job %s: callback failed: %s", job_id, message)
         return CallbackStatus.FAILED
+    delay = callback_retry_delay(attempt, retry_after)
     with store.session() as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id).values(callback_error=error))
-    return RetryDelivery(callback_retry_delay(attempt, retry_after), attempt, error)
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(callback_error=error, callback_next_at=now + timedelta(seconds=delay))
+        )
+    return RetryDelivery(delay, attempt, error)

@@ -178,7 +178,7 @@ def store(self: Task, message: dict[str, Any]) -> None:
         log.info("job %s stored as %s", record.id, record.status.value)
         if needs_callback(record):  # not for a redelivered store: the row says "pending"
             callback.delay(record.id)
-            mark_callback_pending(runtime.get_store(), record.id)
+            mark_callback_pending(runtime.get_store(), record.id, now=_now())
 
 
 @shared_task(name="stt.callback", bind=True, **_UNCAPPED)
@@ -226,7 +226,15 @@ def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
                 JobStatus.COMPLETED if record.server_status == "completed" else JobStatus.ERROR
             )
             store.delay(Outcome(job_id, finished, record.error).to_message())
-    counts = {"submit": len(overdue.submit), "poll": len(overdue.poll), "store": len(overdue.store)}
+    for job_id in overdue.callback:
+        callback.delay(job_id)
+        mark_callback_pending(store_, job_id, now=now)
+    counts = {
+        "submit": len(overdue.submit),
+        "poll": len(overdue.poll),
+        "store": len(overdue.store),
+        "callback": len(overdue.callback),
+    }
     if any(counts.values()):
         log.warning("sweep re-drove overdue jobs: %s", counts)
     return counts

@@ -85,3 +85,5 @@ class JobRow(Base):
     callback_attempts: Mapped[int | None] = mapped_column(Integer, default=0)
     callback_error: Mapped[str | None] = mapped_column(Text)
     callback_delivered_at: Mapped[datetime | None]
+    # When the next delivery attempt is due: what the sweeper watches for a lost message.
+    callback_next_at: Mapped[datetime | None]

@@ -66,6 +66,7 @@ class JobRecord:
     callback_attempts: int | None = 0
     callback_error: str | None = None
     callback_delivered_at: datetime | None = None
+    callback_next_at: datetime | None = None
 
     @property
     def done(self) -> bool:

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
-from tasks.models import JobStatus
+from tasks.callbacks import CallbackStatus
+from tasks.models import FINAL_JOB_STATUSES, JobStatus
 from tasks.schema import JobRow
 from tasks.store import Store
 
@@ -31,6 +32,7 @@ class Overdue:
     submit: list[str]
     poll: list[str]
     store: list[str]
+    callback: list[str]
 
 
 def find_overdue(store: Store, *, now: datetime, grace: float = DEFAULT_GRACE) -> Overdue:
@@ -58,4 +60,26 @@ def find_overdue(store: Store, *, now: datetime, grace: float = DEFAULT_GRACE) -
         store_overdue = session.scalars(
             select(JobRow.id).where(JobRow.status == submitted, JobRow.finished_at < cutoff)
         ).all()
-    return Overdue(list(never_submitted), list(poll_overdue), list(store_overdue))
+        # Stored jobs whose callback was never enqueued (the message carrying stt.store's
+        # enqueue was lost) or whose next delivery attempt is long overdue. Retry waits are
+        # capped below the grace (tasks.polling.CALLBACK_MAX_DELAY), so a healthy callback
+        # is never re-driven.
+        callback_overdue = session.scalars(
+            select(JobRow.id).where(
+                JobRow.status.in_([s.value for s in FINAL_JOB_STATUSES]),
+                JobRow.callback_url.is_not(None),
+                or_(
+                    and_(JobRow.callback_status.is_(None), JobRow.stored_at < cutoff),
+                    and_(
+                        JobRow.callback_status == CallbackStatus.PENDING.value,
+                        or_(
+                            JobRow.callback_next_at < cutoff,
+                            and_(JobRow.callback_next_at.is_(None), JobRow.stored_at < cutoff),
+                        ),
+                    ),
+                ),
+            )
+        ).all()
+    return Overdue(
+        list(never_submitted), list(poll_overdue), list(store_overdue), list(callback_overdue)
+    )

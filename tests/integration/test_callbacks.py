@@ -6,16 +6,17 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tasks.callbacks import job_view
+from tasks.callbacks import encode_body, job_view
 from tasks.errors import ConfigurationError, InvalidInput
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
-from tasks.pipeline import callback, store
+from tasks.pipeline import callback, store, sweep
 from tasks.signing import JOB_ID_HEADER, TIMESTAMP_HEADER, verify_signature
 from tasks.steps import Outcome
 from tasks.store import JobRecord
@@ -194,3 +195,34 @@ def test_cli_submit_callback_url_is_validated_and_stored(
     (record,) = stack.store.list_jobs(limit=None)
     assert record.id == good.stdout.strip()
     assert record.callback_url == "https://hooks.example/stt"
+
+
+def test_a_callback_lost_with_its_worker_and_the_broker_is_redriven_by_the_sweep(
+    make_stack: Callable[..., Stack], receiver: Receiver
+) -> None:
+    stack = callback_stack(make_stack)
+    receiver.holds["/lost"] = threading.Event()
+    handle = transcribe(
+        "https://media.example.org/lost-callback.mp3", MODEL, callback_url=receiver.url("/lost")
+    )
+    receiver.wait_for("/lost", 1)  # the worker is inside the POST, waiting for an answer
+    stack.workers[0].kill()
+    stack.redis.client().flushall()  # and whatever the broker held is gone too
+    receiver.holds["/lost"].set()
+    stack.start_worker()
+    time.sleep(2)
+    record = stack.store.get(handle.id)
+    assert record is not None and record.status is JobStatus.COMPLETED
+    assert (record.callback_status, record.callback_attempts) == ("pending", 1)
+    assert len(receiver.at("/lost")) == 1, "nothing but the sweep should deliver it again"
+
+    sweep.delay(grace=0)  # through the broker, as beat would send it
+    record = wait_callback(stack, handle.id)
+    assert (record.callback_status, record.callback_attempts) == ("delivered", 2)
+    first, second = receiver.wait_for("/lost", 2)
+    assert first.body == second.body == encode_body(job_view(record))
+    assert verify_signature(SECRET, second.body, second.headers)
+    time.sleep(1)
+    sweep.delay(grace=0)  # a delivered callback is never re-driven
+    time.sleep(2)
+    assert len(receiver.at("/lost")) == 2
