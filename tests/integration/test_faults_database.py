@@ -16,8 +16,15 @@ from typing import Any
 
 import sqlalchemy
 
+from tasks import runtime
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
+from tasks.pipeline import store
+from tasks.polling import PollPolicy
+from tasks.settings import get_settings
+from tasks.steps import Outcome, PollRef, poll_once, submit_job
+from tasks.store import utcnow
+from tasks.validation import validate_request
 from tests.fixtures.reliability import api_duplicates
 from tests.fixtures.services import POSTGRES_URL, _truncate
 from tests.fixtures.stack import Stack
@@ -81,4 +88,57 @@ def test_database_down_mid_run_steps_retry_and_nothing_is_lost(
         api_duplicates=duplicates,
         recover_s=recover_s,
         db_retries=dict(retried),
+    )
+
+
+def test_database_down_while_storing_the_store_step_retries_until_it_returns(
+    make_stack: Callable[..., Stack], postgres_url: str, reliability: Callable[..., Any]
+) -> None:
+    """The outage meets exactly the store step: submit and poll ran (as the plain step
+    functions, in this process) and landed the server's result; then the database goes
+    away and the ``stt.store`` messages reach a real worker."""
+    _truncate(postgres_url)
+    stack = make_stack(db=postgres_url)
+    client, store_ = runtime.get_client(), stack.store
+    policy = PollPolicy.from_settings(get_settings())
+    urls = [f"https://media.example.org/store-outage/{i}.mp3" for i in range(6)]
+    outcomes: list[Outcome] = []
+    for url in urls:
+        record, _ = store_.create_job(validate_request(url, "aai/slam-1"))
+        ref = submit_job(store_, client, record.id, policy=policy, now=utcnow())
+        assert isinstance(ref, PollRef)
+        for attempt in range(100):
+            result = poll_once(store_, client, ref, attempt=attempt, policy=policy, now=utcnow())
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+                break
+            time.sleep(0.1)
+    ids = [o.job_id for o in outcomes]
+    assert len(ids) == len(urls) and not any(r.done for r in store_.get_many(ids))
+
+    with database_down(postgres_url):
+        for outcome in outcomes:
+            store.delay(outcome.to_message())
+        time.sleep(OUTAGE_SECONDS)
+        log = stack.workers[0].log()
+    back_at = time.monotonic()
+    records = wait_all(stack, ids, timeout=120)
+    recover_s = time.monotonic() - back_at
+
+    retried = re.findall(
+        r"Task stt\.store\[[^\]]+\] retry: Retry in [\d.]+s: OperationalError", log
+    )
+    assert retried, "the store step did not meet the outage: the test proved nothing"
+    for record, url in zip(records, urls, strict=True):
+        assert record.status is JobStatus.COMPLETED, (record.status, record.error)
+        assert record.text == stack.emulator.expected_transcript(url)
+        assert record.stored_at is not None and record.cost_usd is not None
+    assert api_duplicates(stack.emulator.create_counts(), urls) == 0
+    reliability(
+        f"PostgreSQL refusing connections for {OUTAGE_SECONDS:g} s while storing",
+        jobs_in=len(ids),
+        jobs_stored=len(records),
+        api_duplicates=0,
+        recover_s=recover_s,
+        db_retries={"stt.store": len(retried)},
     )
