@@ -56,7 +56,7 @@ def _wait_mid_run(stack: Stack, ids: list[str]) -> dict[str, JobRecord]:
 
 def re_driven(stack: Stack) -> dict[str, int]:
     """What the sweeper re-drove, summed from the workers' logs."""
-    total = {"submit": 0, "poll": 0, "store": 0}
+    total = {"submit": 0, "poll": 0, "store": 0, "callback": 0}
     for worker in stack.workers:
         for line in worker.log().splitlines():
             if "sweep re-drove overdue jobs:" in line:
