@@ -18,8 +18,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -29,38 +27,29 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from tasks.errors import ConfigurationError, PermanentError, STTError, TransientError
+from tasks.envelopes import (
+    MAX_ERROR_BODY_BYTES,
+    SNIPPET_CHARS,
+    error_from_response,
+    header,
+    parse_generation,
+    truncate,
+)
+from tasks.errors import ConfigurationError, PermanentError, TransientError
 from tasks.models import Generation
-from tasks.redact import redact_text
 from tasks.settings import Settings
 
-__all__ = [
-    "MAX_ANSWER_BYTES",
-    "MAX_MESSAGE_CHARS",
-    "STTClient",
-    "Throttle",
-    "error_from_response",
-    "parse_generation",
-    "parse_retry_after",
-]
+__all__ = ["MAX_ANSWER_BYTES", "STTClient", "Throttle"]
 
 log = logging.getLogger(__name__)
 
 # One pooled connection per concurrent caller; a threaded or gevent worker needs more than
 # the prefork default of one. Connections beyond this are opened and dropped, not awaited.
 DEFAULT_POOL_SIZE = 16
-# Exception messages end up in the store, in logs and in Flower: keep them short.
-MAX_MESSAGE_CHARS = 500
-# How much of an error body we read at all; the rest is not worth the memory.
-MAX_ERROR_BODY_BYTES = 64 * 1024
 # A success body larger than this is refused, not parsed: an hour of audio with word
 # timings is a few MB, so 16 MiB is a broken or hostile server, and reading it whole would
 # let one answer take a worker's memory (and the database row) with it.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
-_SNIPPET_CHARS = 200
-_TRANSIENT_STATUSES = frozenset({408, 429})
-# What a reader of a failed job wants to know besides the vendor's words (HTTP n follows).
-_REASONS = {401: "unauthorized (check AIML_API_KEY)", 408: "request timeout", 429: "rate limited"}
 
 
 def _settle_environment(session: requests.Session, root: str) -> None:
@@ -77,160 +66,6 @@ def _settle_environment(session: requests.Session, root: str) -> None:
     if bundle:
         session.verify = bundle
     session.trust_env = False
-
-
-def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Collapse whitespace (one log line per error) and cut to ``limit`` characters.
-
-    Every server-provided message passes here, so URLs in it lose their query strings
-    (a server quoting the presigned audio URL it could not fetch must not leak it).
-    """
-    text = redact_text(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive header lookup that also works on a plain ``dict``."""
-    name = name.lower()
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
-
-    A date in the past gives 0; garbage gives ``None``. Capping a huge value is the
-    schedule's job (``tasks.polling``), not the parser's.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
-        return None
-    return max(0.0, seconds)
-
-
-def _error_detail(data: Any) -> str | None:
-    """The human part of the vendor's error envelope, with any ``errors`` detail list."""
-    if not isinstance(data, dict):
-        return None
-    message = data.get("message")
-    if message is None and isinstance(data.get("error"), dict):
-        message = data["error"].get("message")
-    elif message is None:
-        message = data.get("error")
-    if isinstance(message, list):  # NestJS validation pipes send a list of messages
-        message = "; ".join(str(m) for m in message)
-    parts = [str(message)] if message not in (None, "") else []
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors:
-        details = [
-            str(e.get("message", json.dumps(e))) if isinstance(e, dict) else str(e)
-            for e in errors[:10]
-        ]
-        parts.append("(" + "; ".join(details) + ")")
-    return " ".join(parts) or None
-
-
-def error_from_response(
-    status_code: int,
-    headers: Mapping[str, str],
-    body: bytes | str,
-    *,
-    now: float | None = None,
-) -> STTError:
-    """The one mapping from a non-2xx answer to our error taxonomy.
-
-    408, 429 and every 5xx are ``TransientError`` (with ``Retry-After`` in seconds when
-    the server sent one); everything else, 4xx first of all, is ``PermanentError``.
-    """
-    if isinstance(body, bytes):
-        body = body[:MAX_ERROR_BODY_BYTES].decode("utf-8", errors="replace")
-    else:
-        body = body[:MAX_ERROR_BODY_BYTES]
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        data = None
-    detail = _error_detail(data)
-    if detail is None:
-        detail = _truncate(body, _SNIPPET_CHARS) if body.strip() else "empty body"
-    reason = _REASONS.get(status_code, "server error" if status_code >= 500 else "rejected")
-    message = _truncate(f"{reason}: {detail}")
-    body_id = data.get("requestId") if isinstance(data, dict) else None
-    request_id = body_id if isinstance(body_id, str) and body_id else None
-    request_id = request_id or _header(headers, "x-request-id") or _header(headers, "request-id")
-    if status_code in _TRANSIENT_STATUSES or 500 <= status_code <= 599:
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
-        return TransientError(
-            message, status_code=status_code, request_id=request_id, retry_after=retry_after
-        )
-    return PermanentError(message, status_code=status_code, request_id=request_id)
-
-
-def _error_text(error: Any) -> str | None:
-    """The envelope's ``error`` as one string: text, ``{name, message}`` or ``null``."""
-    if error is None or error == "":
-        return None
-    if isinstance(error, str):
-        return _truncate(error)
-    if isinstance(error, dict):
-        name, message = error.get("name"), error.get("message")
-        if name and message:
-            return _truncate(f"{name}: {message}")
-        if name or message:
-            return _truncate(str(name or message))
-    return _truncate(json.dumps(error, default=str))
-
-
-def parse_generation(
-    body: object, *, request_id: str | None = None, default_status: str | None = None
-) -> Generation:
-    """Parse either envelope the vendor uses into a ``Generation``.
-
-    Legacy: ``{generation_id, status, result, error}``; newer: ``{id, status, output,
-    error: {name, message} | null}``. A status word we do not know is kept verbatim (its
-    ``phase`` is pending). ``default_status`` covers the create answer, whose schema
-    requires only the id. Anything else is a ``PermanentError``: retrying cannot fix it.
-    """
-
-    def malformed(why: str) -> PermanentError:
-        return PermanentError(f"malformed answer: {why}", request_id=request_id)
-
-    if not isinstance(body, dict):
-        raise malformed(f"expected a JSON object, got {type(body).__name__}")
-    keys = _truncate(", ".join(sorted(map(str, body))), 120)
-    generation_id = body.get("generation_id") or body.get("id")
-    if not isinstance(generation_id, str):
-        raise malformed(f"no generation id (keys: {keys})")
-    status = body.get("status", default_status)
-    if not isinstance(status, str) or not status:
-        raise malformed(f"missing or non-string status (keys: {keys})")
-    result = body.get("result")
-    if result is None:
-        result = body.get("output")
-    if result is not None and not isinstance(result, dict):
-        raise malformed(f"result is a {type(result).__name__}, not an object")
-    body_id = body.get("requestId")
-    if request_id is None and isinstance(body_id, str) and body_id:
-        request_id = body_id
-    return Generation(
-        generation_id=generation_id,
-        status=status,
-        result=result,
-        error=_error_text(body.get("error")),
-        request_id=request_id,
-    )
 
 
 class Throttle(Protocol):
@@ -382,13 +217,13 @@ class STTClient:
             # requests reports a read timeout while streaming the body as a ConnectionError.
             if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
                 raise TransientError(f"{what}: read timeout after {self._timeout[1]} s") from None
-            detail = _truncate(self._scrub(str(exc)), _SNIPPET_CHARS)
+            detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
             raise TransientError(f"{what}: connection error: {detail}") from None
         except requests.RequestException as exc:
-            detail = _truncate(self._scrub(str(exc)), _SNIPPET_CHARS)
+            detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
             raise PermanentError(f"{what}: {type(exc).__name__}: {detail}") from None
         log.debug("%s -> %d in %.3f s", what, status, time.monotonic() - started)
-        request_id = _header(headers, "x-request-id") or _header(headers, "request-id")
+        request_id = header(headers, "x-request-id") or header(headers, "request-id")
         if not ok:
             scrubbed = body.replace(self._key.encode(), b"***")
             raise error_from_response(status, headers, scrubbed)
@@ -401,7 +236,7 @@ class STTClient:
         try:
             return json.loads(body), request_id
         except ValueError:
-            snippet = _truncate(self._scrub(body[:_SNIPPET_CHARS].decode("utf-8", "replace")))
+            snippet = truncate(self._scrub(body[:SNIPPET_CHARS].decode("utf-8", "replace")))
             raise PermanentError(
                 f"{what}: malformed JSON in the answer: {snippet or 'empty body'}",
                 status_code=status,

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from tasks.client import MAX_MESSAGE_CHARS, STTClient
+from tasks.client import STTClient
+from tasks.envelopes import MAX_MESSAGE_CHARS
 from tasks.errors import ConfigurationError, PermanentError, STTError, TransientError
 from tasks.settings import Settings
 

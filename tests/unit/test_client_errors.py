@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from tasks.client import MAX_MESSAGE_CHARS, error_from_response, parse_retry_after
+from tasks.envelopes import MAX_MESSAGE_CHARS, error_from_response, parse_retry_after
 from tasks.errors import PermanentError, TransientError
 
 NOW = 1_800_000_000.0  # a fixed "now" for HTTP-date arithmetic

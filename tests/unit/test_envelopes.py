@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tasks.client import MAX_MESSAGE_CHARS, parse_generation
+from tasks.envelopes import MAX_MESSAGE_CHARS, parse_generation
 from tasks.errors import PermanentError
 from tasks.models import Generation, Phase
 
