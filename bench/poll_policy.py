@@ -14,8 +14,10 @@ minutes, most of it around a minute (p5 ~9 s, p95 ~230 s). Queued time is unifor
 counts every GET including the last.
 
 The simulation drives the real ``tasks.polling.next_poll_delay`` (jitter included) with a
-seeded random source, and places polls exactly as ``stt.poll`` does: one right after the
-submit (the chain runs poll at once), then one ``next_poll_delay(attempt)`` after the other.
+seeded random source, and places polls exactly as ``stt.poll`` does: the first
+``first_delay`` after the submit (``pipeline_signature`` sends it with that countdown), then
+one ``next_poll_delay(attempt)`` after the other. The vendor's loop polls right after its
+create, then every 10 s.
 It is exact for the schedule; what it leaves out (task latency: broker hop, HTTP, database
 write) is what ``--real`` measures: the same workload, time-compressed ``--compress`` times
 (emulator ``--speed 1/k`` and poll settings divided by k), through the real worker, with the
@@ -59,10 +61,10 @@ SIGMA = 1.0
 CLIP = (3.0, 600.0)
 QUEUED = (0.5, 3.0)
 VENDOR_INTERVAL = 10.0
-GRID_FIRST = (1.0, 2.0, 3.0, 5.0)
+GRID_FIRST = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
 GRID_FACTOR = (1.25, 1.5, 2.0)
 GRID_CAP = (5.0, 7.5, 10.0, 15.0)
-GRID_JOBS = 20_000  # the grid runs on the first ones: 48 policies
+GRID_JOBS = 20_000  # the grid runs on the first ones: 60 policies
 
 
 def workload(n: int, seed: int) -> list[tuple[float, float]]:
@@ -90,9 +92,14 @@ def fixed(interval: float) -> Schedule:
     return lambda _attempt, _rng: interval
 
 
-def simulate(schedule: Schedule, total: float, rng: random.Random) -> tuple[float, int]:
-    """(lag, polls) for one job the server finishes ``total`` s after the submit."""
-    t, polls = 0.0, 1  # the chain polls right after the submit
+def simulate(
+    schedule: Schedule, total: float, rng: random.Random, first_wait: float = 0.0
+) -> tuple[float, int]:
+    """(lag, polls) for one job the server finishes ``total`` s after the submit.
+
+    The first poll comes ``first_wait`` after the submit: 0 for the vendor's loop, which
+    polls right after its create; ``first_delay`` for ours (``pipeline_signature``)."""
+    t, polls = first_wait, 1
     while t < total:
         t += schedule(polls - 1, rng)
         polls += 1
@@ -119,11 +126,13 @@ class Result:
         return statistics.fmean(self.polls)
 
 
-def run_schedule(name: str, schedule: Schedule, jobs: Sequence[tuple[float, float]]) -> Result:
+def run_schedule(
+    name: str, schedule: Schedule, jobs: Sequence[tuple[float, float]], first_wait: float = 0.0
+) -> Result:
     rng = random.Random(1)
     lags, polls, totals = [], [], []
     for queued, processing in jobs:
-        lag, n = simulate(schedule, queued + processing, rng)
+        lag, n = simulate(schedule, queued + processing, rng, first_wait)
         lags.append(lag)
         polls.append(n)
         totals.append(queued + processing)
@@ -167,7 +176,8 @@ def grid(jobs: Sequence[tuple[float, float]], vendor: Result) -> list[tuple[Poll
                 if first > cap:
                     continue
                 policy = PollPolicy(first_delay=first, factor=factor, max_delay=cap)
-                out.append((policy, run_schedule(policy_name(policy), ours(policy), jobs)))
+                result = run_schedule(policy_name(policy), ours(policy), jobs, policy.first_delay)
+                out.append((policy, result))
     return out
 
 
@@ -318,11 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     vendor = run_schedule("vendor example: fixed 10 s", fixed(VENDOR_INTERVAL), jobs)
     default = PollPolicy.from_settings(Settings())
     previous = PollPolicy(first_delay=2.0, factor=1.5, max_delay=15.0)
-    ours_now = run_schedule(f"ours, default: {policy_name(default)}", ours(default), jobs)
+    ours_now = run_schedule(
+        f"ours, default: {policy_name(default)}", ours(default), jobs, default.first_delay
+    )
     main_results = [oracle(jobs), vendor, ours_now]
     if previous != default:
         main_results.append(
-            run_schedule(f"ours, before: {policy_name(previous)}", ours(previous), jobs)
+            run_schedule(
+                f"ours, before: {policy_name(previous)} (polled at once)", ours(previous), jobs
+            )
         )
     short = [
         f"{statistics.fmean([lag for lag, t in zip(r.lags, r.totals, strict=True) if t < 30]):.2f}"
@@ -332,12 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[*row, s] for row, s in zip(rows_for(main_results, vendor), short, strict=True)]
     bound = frontier_bound(jobs)
     grid_results = grid(jobs[:GRID_JOBS], vendor)
-    no_worse_lag = [
+    # The pick: no worse than fixed 10 s on any figure (mean lag, p95 lag, polls per job),
+    # then the lowest mean lag.
+    no_worse = [
         (p, r)
         for p, r in grid_results
-        if r.mean_lag <= vendor.mean_lag and r.p95_lag <= vendor.p95_lag
+        if r.mean_lag <= vendor.mean_lag
+        and r.p95_lag <= vendor.p95_lag
+        and r.mean_polls <= vendor.mean_polls
     ]
-    pick = min(no_worse_lag, key=lambda pr: pr[1].mean_polls) if no_worse_lag else None
+    pick = min(no_worse, key=lambda pr: pr[1].mean_lag) if no_worse else None
     grid_rows = rows_for(
         [r for _, r in sorted(grid_results, key=lambda pr: pr[1].mean_polls)], vendor
     )
@@ -356,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{bound:.2f}x of a fixed interval's"
     )
     if pick:
-        print(f"grid: fewest polls with mean and p95 lag <= fixed 10 s: {policy_name(pick[0])}")
+        print(f"grid: no worse than fixed 10 s on all three, least lag: {policy_name(pick[0])}")
     print(f"grid ({len(grid_results)} policies, jitter 0.25) in the document")
     parts = [
         f"`{command_line()}`",
@@ -367,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if pick:
         parts.append(
-            f"Grid pick (fewest polls with mean and p95 lag no worse than fixed 10 s): "
+            f"Grid pick (no worse than fixed 10 s on mean lag, p95 lag and polls per job; "
+            f"then the least mean lag): "
             f"**{policy_name(pick[0])}**."
         )
     parts.append(

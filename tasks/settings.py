@@ -40,8 +40,8 @@ class Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     # Poll schedule (see tasks/polling.py for why these defaults).
-    poll_first_delay: float = 5.0
-    poll_factor: float = 2.0
+    poll_first_delay: float = 8.0
+    poll_factor: float = 1.5
     poll_max_delay: float = 10.0
     poll_jitter: float = 0.25
     poll_deadline: float = 1800.0

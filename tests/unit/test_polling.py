@@ -54,12 +54,12 @@ def test_from_settings_reads_every_knob() -> None:
 
 def test_default_schedule_without_jitter() -> None:
     delays = [next_poll_delay(k, rand=middle) for k in range(8)]
-    assert delays == pytest.approx([5.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
+    assert delays == pytest.approx([8.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
 
 
 def test_jitter_extremes() -> None:
-    assert next_poll_delay(0, rand=lambda: 0.0) == pytest.approx(3.75)  # 5 * 0.75
-    assert next_poll_delay(0, rand=lambda: 0.999999) == pytest.approx(6.25, abs=1e-5)
+    assert next_poll_delay(0, rand=lambda: 0.0) == pytest.approx(6.0)  # 8 * 0.75
+    assert next_poll_delay(0, rand=lambda: 0.999999) == pytest.approx(10.0, abs=1e-5)  # capped
     # At the cap the jitter can only shorten: the cap is a hard bound.
     assert next_poll_delay(50, rand=lambda: 0.999999) == 10.0
     assert next_poll_delay(50, rand=lambda: 0.0) == pytest.approx(7.5)
@@ -96,10 +96,10 @@ def test_retry_after_is_honoured_up_to_the_cap(attempt: int, r: float, retry_aft
 
 def test_retry_after_examples() -> None:
     assert next_poll_delay(0, retry_after=42.0, rand=middle) == 42.0
-    assert next_poll_delay(0, retry_after=0.5, rand=middle) == 5.0  # never earlier
+    assert next_poll_delay(0, retry_after=0.5, rand=middle) == 8.0  # never earlier
     assert next_poll_delay(0, retry_after=86_400.0, rand=middle) == RETRY_AFTER_CAP
-    assert next_poll_delay(0, retry_after=-5.0, rand=middle) == 5.0
-    assert next_poll_delay(0, retry_after=float("nan"), rand=middle) == 5.0
+    assert next_poll_delay(0, retry_after=-5.0, rand=middle) == 8.0
+    assert next_poll_delay(0, retry_after=float("nan"), rand=middle) == 8.0
 
 
 def test_negative_attempt_is_refused() -> None:
@@ -158,13 +158,13 @@ def test_submit_honours_retry_after() -> None:
 @pytest.mark.parametrize(
     ("duration", "polls"),
     [
-        (0.0, 1),  # done at submit: the first poll sees it
-        (1.0, 2),  # poll at 0 and at 5
-        (5.0, 2),
-        (5.1, 3),  # 0, 5, 15
-        (15.0, 3),
-        (16.0, 4),  # 0, 5, 15, 25
-        (60.0, 8),  # 0, 5, 15, 25, 35, 45, 55, 65
+        (0.0, 1),  # done at submit: the first poll, 8 s later, sees it
+        (1.0, 1),
+        (8.0, 1),
+        (8.1, 2),  # 8, 16
+        (16.0, 2),
+        (17.0, 3),  # 8, 16, 26 (x1.5 = 12, capped at 10)
+        (60.0, 7),  # 8, 16, 26, 36, 46, 56, 66
     ],
 )
 def test_expected_polls_small_durations(duration: float, polls: int) -> None:
@@ -172,15 +172,15 @@ def test_expected_polls_small_durations(duration: float, polls: int) -> None:
 
 
 def test_expected_polls_long_jobs_poll_every_max_delay() -> None:
-    # After the ramp (5 s, one poll) one poll per 10 s.
+    # After the ramp (8 s, then the 10 s cap) one poll per 10 s.
     assert expected_polls(600.0) - expected_polls(300.0) == 30
 
 
 def test_expected_polls_stop_at_the_deadline() -> None:
     policy = PollPolicy(deadline=60.0)
-    # Polls at 0, 5, 15, 25, 35, 45, 55; the one due at 65 is not made.
-    assert expected_polls(3600.0, policy) == 7
-    assert expected_polls(1e9, policy) == 7
+    # Polls at 8, 16, 26, 36, 46, 56; the one due at 66 is not made.
+    assert expected_polls(3600.0, policy) == 6
+    assert expected_polls(1e9, policy) == 6
 
 
 @given(a=st.floats(min_value=0, max_value=4000), b=st.floats(min_value=0, max_value=4000))
