@@ -252,23 +252,27 @@ def _reschedule(
 
 
 def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord | None:
-    """Write the job's final row: transcript, usage, cost, or the error. Idempotent."""
+    """Write the job's final row: transcript, usage, cost, or the error. Idempotent.
+
+    Returns the row as stored (None for an unknown job). A failed or timed-out outcome
+    needs nothing from the row, so it is one guarded UPDATE; only a completed one reads the
+    row first, for the result ``land_result`` kept there.
+    """
+    if outcome.status is not JobStatus.COMPLETED:
+        return store.finish_and_get(outcome.job_id, outcome.status, error=outcome.error, now=now)
     record = store.get(outcome.job_id)
     if record is None or record.done:
         return record
-    if outcome.status is JobStatus.COMPLETED:
-        try:
-            transcript = normalize(record.raw_result, model=record.model)
-        except PermanentError as exc:
-            store.finish(record.id, JobStatus.FAILED, error=f"unreadable result: {exc}", now=now)
-        else:
-            store.finish(
-                record.id,
-                JobStatus.COMPLETED,
-                transcript=transcript,
-                cost_usd=estimate_cost(record.model, transcript.usage),
-                now=now,
-            )
-    else:
-        store.finish(record.id, outcome.status, error=outcome.error, now=now)
-    return store.get(record.id)
+    try:
+        transcript = normalize(record.raw_result, model=record.model)
+    except PermanentError as exc:
+        return store.finish_and_get(
+            record.id, JobStatus.FAILED, error=f"unreadable result: {exc}", now=now
+        )
+    return store.finish_and_get(
+        record.id,
+        JobStatus.COMPLETED,
+        transcript=transcript,
+        cost_usd=estimate_cost(record.model, transcript.usage),
+        now=now,
+    )

@@ -14,7 +14,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Update,
+    case,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import Executable
@@ -78,6 +91,13 @@ class JobRecord:
         values["status"] = JobStatus(row.status)
         return cls(metadata=dict(row.metadata_ or {}), **values)
 
+    @classmethod
+    def from_columns(cls, row: RowMapping) -> JobRecord:
+        """From a Core result row: the fields are named after the table's columns."""
+        values = {name: row[name] for name in cls.__slots__ if name != "metadata"}
+        values["status"] = JobStatus(row["status"])
+        return cls(metadata=dict(row["metadata"] or {}), **values)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -89,6 +109,14 @@ class Store:
     def __init__(self, url: str, *, pre_ping: bool = True) -> None:
         self.url = url
         self.engine = _make_engine(url, pre_ping=pre_ping)
+        # Its own pool, every connection in autocommit mode for good (see _single):
+        # switching a pooled connection in and out of it cost more CPU than it saved.
+        # An in-memory SQLite database exists once per pool, so it keeps the one engine.
+        self._autocommit = (
+            self.engine
+            if _in_memory(url)
+            else _make_engine(url, pre_ping=pre_ping, autocommit=True)
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         _migrate(self.engine)
 
@@ -97,17 +125,33 @@ class Store:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def _single(self) -> Iterator[Connection]:
+        """A connection for exactly one statement, run in the database's autocommit mode.
+
+        One statement is atomic and durable on its own, so wrapping it in BEGIN ... COMMIT
+        guarantees nothing more; on PostgreSQL it cost two extra round trips (and the
+        driver's CPU for them) per statement, 12 of the 18 a job made (docs/benchmarks.md).
+        Anything that needs two statements to agree uses ``session()`` instead.
+        """
+        # begin(), not connect(): in autocommit mode its COMMIT is a no-op, and without
+        # autocommit (in-memory SQLite) it is the one transaction the statement needs.
+        with self._autocommit.begin() as conn:
+            yield conn
+
     def _write(self, statement: Executable) -> int:
-        """Run one UPDATE in its own transaction; the number of rows it changed.
+        """Run one UPDATE on its own; the number of rows it changed.
 
         On a Core connection, not an ORM session: a session's bulk-update path (identity
         map, ``synchronize_session``) cost ~1 ms of CPU per write for nothing these
-        single-statement writes need; the pipeline makes four per job (docs/benchmarks.md).
+        single-statement writes need (docs/benchmarks.md).
         """
-        with self.engine.begin() as conn:
+        with self._single() as conn:
             return int(conn.execute(statement).rowcount)
 
     def close(self) -> None:
+        if self._autocommit is not self.engine:
+            self._autocommit.dispose()
         self.engine.dispose()
 
     # -- writes ----------------------------------------------------------------------------
@@ -242,40 +286,57 @@ class Store:
         now: datetime | None = None,
     ) -> bool:
         """Write a job's final state once; a second call changes nothing and returns False."""
-        values: dict[str, Any] = {
-            "status": status.value,
-            "error": error,
-            "stored_at": now or utcnow(),
-            "next_poll_at": None,
-            "cost_usd": cost_usd,
-        }
-        if raw_result is not None:
-            values["raw_result"] = raw_result
-        if finished_at is not None:
-            values["finished_at"] = finished_at
-        if server_status is not None:
-            values["server_status"] = server_status
-        if polls is not None:
-            values["polls"] = polls
-        if transcript is not None:
-            values.update(
-                text=transcript.text,
-                words=[_plain(w) for w in transcript.words] or None,
-                segments=[_plain(s) for s in transcript.segments] or None,
-                # Usage's fields are named after their columns.
-                **asdict(transcript.usage),
-            )
-        changed = self._write(
-            update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL)).values(**values)
+        statement = _finish_statement(
+            job_id,
+            status,
+            transcript=transcript,
+            raw_result=raw_result,
+            error=error,
+            server_status=server_status,
+            cost_usd=cost_usd,
+            polls=polls,
+            finished_at=finished_at,
+            now=now,
         )
-        return bool(changed)
+        return bool(self._write(statement))
+
+    def finish_and_get(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        transcript: Transcript | None = None,
+        error: str | None = None,
+        cost_usd: float | None = None,
+        now: datetime | None = None,
+    ) -> JobRecord | None:
+        """``finish``, then the job's row as it stands: the one just written, or, when the
+        job had already ended (a redelivered store), the one stored before; None if no
+        such job.
+
+        The written row comes back from the UPDATE itself (``RETURNING``: PostgreSQL,
+        SQLite >= 3.35), saving the store step a SELECT per job; only a finish that
+        changed nothing reads the row again.
+        """
+        statement = _finish_statement(
+            job_id, status, transcript=transcript, error=error, cost_usd=cost_usd, now=now
+        )
+        if not self.engine.dialect.update_returning:
+            self._write(statement)
+            return self.get(job_id)
+        with self._single() as conn:
+            row = conn.execute(statement.returning(*JobRow.__table__.columns)).mappings().first()
+        return JobRecord.from_columns(row) if row is not None else self.get(job_id)
 
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self.session() as session:
-            row = session.get(JobRow, job_id)
-            return JobRecord.from_row(row) if row else None
+        # Core, not session.get(): the ORM's identity map and instance state cost CPU on
+        # every step of every job for a snapshot that is copied into a JobRecord at once.
+        query = select(JobRow.__table__).where(JobRow.__table__.c.id == job_id)
+        with self._single() as conn:
+            row = conn.execute(query).mappings().first()
+        return JobRecord.from_columns(row) if row is not None else None
 
     def find_by_idempotency_key(self, key: str) -> JobRecord | None:
         with self.session() as session:
@@ -308,14 +369,62 @@ class Store:
 _FINAL = [s.value for s in FINAL_JOB_STATUSES]
 
 
+def _finish_statement(
+    job_id: str,
+    status: JobStatus,
+    *,
+    transcript: Transcript | None = None,
+    raw_result: dict[str, Any] | None = None,
+    error: str | None = None,
+    server_status: str | None = None,
+    cost_usd: float | None = None,
+    polls: int | None = None,
+    finished_at: datetime | None = None,
+    now: datetime | None = None,
+) -> Update:
+    """The UPDATE that ends a job, guarded so that only the first one changes the row."""
+    values: dict[str, Any] = {
+        "status": status.value,
+        "error": error,
+        "stored_at": now or utcnow(),
+        "next_poll_at": None,
+        "cost_usd": cost_usd,
+    }
+    if raw_result is not None:
+        values["raw_result"] = raw_result
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    if server_status is not None:
+        values["server_status"] = server_status
+    if polls is not None:
+        values["polls"] = polls
+    if transcript is not None:
+        values.update(
+            text=transcript.text,
+            words=[_plain(w) for w in transcript.words] or None,
+            segments=[_plain(s) for s in transcript.segments] or None,
+            # Usage's fields are named after their columns.
+            **asdict(transcript.usage),
+        )
+    return update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL)).values(**values)
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__ if getattr(obj, name) is not None}
 
 
-def _make_engine(url: str, *, pre_ping: bool) -> Engine:
+def _in_memory(url: str) -> bool:
     parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def _make_engine(url: str, *, pre_ping: bool, autocommit: bool = False) -> Engine:
+    parsed = make_url(url)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **options
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -333,7 +442,7 @@ def _make_engine(url: str, *, pre_ping: bool) -> Engine:
     # task's DBAPIError retry (tasks.pipeline) runs the idempotent step again. A web app
     # has no such retry, so its store keeps the ping: transcribe() after a database
     # restart must not fail once per pooled connection.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping, **options)
 
 
 def _migrate(engine: Engine) -> None:
