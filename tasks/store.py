@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import (
     Connection,
@@ -275,40 +275,16 @@ class Store:
         self,
         job_id: str,
         status: JobStatus,
-        *,
-        transcript: Transcript | None = None,
-        raw_result: dict[str, Any] | None = None,
-        error: str | None = None,
-        server_status: str | None = None,
-        cost_usd: float | None = None,
-        polls: int | None = None,
-        finished_at: datetime | None = None,
-        now: datetime | None = None,
+        **fields: Unpack[FinishFields],
     ) -> bool:
         """Write a job's final state once; a second call changes nothing and returns False."""
-        statement = _finish_statement(
-            job_id,
-            status,
-            transcript=transcript,
-            raw_result=raw_result,
-            error=error,
-            server_status=server_status,
-            cost_usd=cost_usd,
-            polls=polls,
-            finished_at=finished_at,
-            now=now,
-        )
-        return bool(self._write(statement))
+        return bool(self._write(_finish_statement(job_id, status, **fields)))
 
     def finish_and_get(
         self,
         job_id: str,
         status: JobStatus,
-        *,
-        transcript: Transcript | None = None,
-        error: str | None = None,
-        cost_usd: float | None = None,
-        now: datetime | None = None,
+        **fields: Unpack[FinishFields],
     ) -> JobRecord | None:
         """``finish``, then the job's row as it stands: the one just written, or, when the
         job had already ended (a redelivered store), the one stored before; None if no
@@ -318,9 +294,7 @@ class Store:
         SQLite >= 3.35), saving the store step a SELECT per job; only a finish that
         changed nothing reads the row again.
         """
-        statement = _finish_statement(
-            job_id, status, transcript=transcript, error=error, cost_usd=cost_usd, now=now
-        )
+        statement = _finish_statement(job_id, status, **fields)
         if not self.engine.dialect.update_returning:
             self._write(statement)
             return self.get(job_id)
@@ -369,35 +343,33 @@ class Store:
 _FINAL = [s.value for s in FINAL_JOB_STATUSES]
 
 
-def _finish_statement(
-    job_id: str,
-    status: JobStatus,
-    *,
-    transcript: Transcript | None = None,
-    raw_result: dict[str, Any] | None = None,
-    error: str | None = None,
-    server_status: str | None = None,
-    cost_usd: float | None = None,
-    polls: int | None = None,
-    finished_at: datetime | None = None,
-    now: datetime | None = None,
-) -> Update:
+class FinishFields(TypedDict, total=False):
+    """What a job's end may write beside its status (``Store.finish``); all optional."""
+
+    transcript: Transcript | None
+    raw_result: dict[str, Any] | None
+    error: str | None
+    server_status: str | None
+    cost_usd: float | None
+    polls: int | None
+    finished_at: datetime | None
+    now: datetime | None
+
+
+def _finish_statement(job_id: str, status: JobStatus, **fields: Unpack[FinishFields]) -> Update:
     """The UPDATE that ends a job, guarded so that only the first one changes the row."""
     values: dict[str, Any] = {
         "status": status.value,
-        "error": error,
-        "stored_at": now or utcnow(),
+        "error": fields.get("error"),
+        "stored_at": fields.get("now") or utcnow(),
         "next_poll_at": None,
-        "cost_usd": cost_usd,
+        "cost_usd": fields.get("cost_usd"),
     }
-    if raw_result is not None:
-        values["raw_result"] = raw_result
-    if finished_at is not None:
-        values["finished_at"] = finished_at
-    if server_status is not None:
-        values["server_status"] = server_status
-    if polls is not None:
-        values["polls"] = polls
+    # Columns a first sighting may already hold (``land_result``): only overwrite with a value.
+    for column in ("raw_result", "finished_at", "server_status", "polls"):
+        if fields.get(column) is not None:
+            values[column] = fields[column]
+    transcript = fields.get("transcript")
     if transcript is not None:
         values.update(
             text=transcript.text,
