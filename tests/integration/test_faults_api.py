@@ -14,8 +14,11 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
+import pytest
+
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
+from tasks.polling import submit_retry_delay
 from tests.fixtures.emulator import EMULATOR_TEST_ARGS, EmulatorHandle
 from tests.fixtures.reliability import api_duplicates
 from tests.fixtures.stack import Stack
@@ -33,6 +36,14 @@ FAULT_MIX = {
     "retry_after": RETRY_AFTER,
     "hang_seconds": HANG_SECONDS,
 }
+SUBMIT_RETRIES = 12  # 35 % of creates fail: 8 tries is not quite enough
+# A job may need every submit retry: its worst case is each backoff at its ceiling plus a
+# timed-out or Retry-After answer per try. Most runs end in about a minute; the wait has
+# to cover the rare job that draws a long streak of faults (seen: 9 failed creates).
+SUBMIT_WORST_S = sum(
+    submit_retry_delay(n, rand=lambda: 1.0) + max(READ_TIMEOUT, RETRY_AFTER)
+    for n in range(SUBMIT_RETRIES)
+)
 
 
 def _by_path(log: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -42,6 +53,7 @@ def _by_path(log: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return paths
 
 
+@pytest.mark.timeout(SUBMIT_WORST_S + 180)
 def test_fault_mix_all_jobs_complete_retry_after_honoured_no_request_held(
     make_stack: Callable[..., Stack],
     emulator_factory: Callable[..., EmulatorHandle],
@@ -53,12 +65,12 @@ def test_fault_mix_all_jobs_complete_retry_after_honoured_no_request_held(
         AIML_API_BASE=emu.base_url,
         STT_READ_TIMEOUT=str(READ_TIMEOUT),
         STT_CONNECT_TIMEOUT="1",
-        STT_SUBMIT_MAX_RETRIES="12",  # 35 % of creates fail: 8 tries is not quite enough
+        STT_SUBMIT_MAX_RETRIES=str(SUBMIT_RETRIES),
     )
     urls = [f"https://media.example.org/faulty/{i}.mp3" for i in range(30)]
     started = time.monotonic()
     ids = [transcribe(url, "#g1_nova-2-general").id for url in urls]
-    records = wait_all(stack, ids, timeout=150)
+    records = wait_all(stack, ids, timeout=SUBMIT_WORST_S + 60)
     took = time.monotonic() - started
 
     for record, url in zip(records, urls, strict=True):
