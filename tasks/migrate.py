@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, pool, text
+from sqlalchemy import Column, Connection, Engine, MetaData, create_engine, inspect, pool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -32,6 +32,8 @@ from tasks.errors import SchemaMismatch, SchemaOutOfDate
 
 __all__ = [
     "BASELINE",
+    "UNVERSIONED",
+    "Upgrade",
     "current_revision",
     "ensure_current",
     "head",
@@ -45,7 +47,7 @@ BASELINE = "0001_initial"
 TABLE = "stt_jobs"
 # pg_advisory_xact_lock's key: any constant of ours ("stt-migr" in ASCII).
 _LOCK_KEY = 0x7374742D6D696772
-_UNVERSIONED = "v0.1.0 (no alembic_version)"
+UNVERSIONED = "v0.1.0 (no alembic_version)"
 
 
 def alembic_config(url: str | None = None, **attributes: Any) -> Config:
@@ -121,7 +123,7 @@ def current_revision(target: str | Engine) -> str | None:
         if owned:
             engine.dispose()
     if state.revision is None and state.has_table:
-        return _UNVERSIONED
+        return UNVERSIONED
     return state.revision
 
 
@@ -148,7 +150,7 @@ def ensure_current(target: str | Engine, *, create: bool | None = None) -> str:
         if empty and create:
             _upgrade(engine)
             return wanted
-        current = state.revision or (_UNVERSIONED if state.has_table else "none (no tables)")
+        current = state.revision or (UNVERSIONED if state.has_table else "none (no tables)")
         raise SchemaOutOfDate(current, wanted)
     finally:
         if owned:
@@ -164,20 +166,36 @@ def _known(revision: str) -> bool:
 # -- changing it ---------------------------------------------------------------------------
 
 
-def upgrade(target: str | Engine) -> str:
-    """Upgrade to head (adopting a v0.1.0 database first); return the new revision."""
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What ``upgrade`` did: the revision it found (read under the lock) and the new one."""
+
+    before: str | None
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def upgrade(target: str | Engine) -> Upgrade:
+    """Upgrade to head, adopting a v0.1.0 database first."""
     engine, owned = _engine(target)
     try:
-        _upgrade(engine)
+        before = _upgrade(engine)
     finally:
         if owned:
             engine.dispose()
-    return head()
+    return Upgrade(before, head())
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(engine: Engine) -> str | None:
+    """Run the scripts; the revision found once the lock was held (see env.py)."""
     with _sqlite_file_lock(engine), engine.begin() as connection:
-        command.upgrade(alembic_config(connection=connection), "head")
+        config = alembic_config(connection=connection)
+        command.upgrade(config, "head")
+    found: str | None = config.attributes.get("found")
+    return found
 
 
 @contextmanager
@@ -208,21 +226,22 @@ def _baseline_table() -> Any:
     return module.stt_jobs(MetaData())
 
 
-def adopt_v0_1_0(connection: Connection, context: MigrationContext, scripts: Any) -> None:
+def adopt_v0_1_0(connection: Connection, context: MigrationContext, scripts: Any) -> bool:
     """Stamp a database v0.1.0 made (``create_all``, no ``alembic_version``) as BASELINE.
 
     Builds from before v0.1.0 lacked some nullable columns and added them at start; add
     them here the same way. Anything else that differs from BASELINE raises
     ``SchemaMismatch``: stamping a table we did not make would hide the difference.
+    Returns whether it stamped.
     """
     if context.get_current_revision() is not None or not inspect(connection).has_table(TABLE):
-        return
+        return False
     table = _baseline_table()
     present = {c["name"] for c in inspect(connection).get_columns(TABLE)}
     operations = Operations(context)
     for column in table.columns:
         if column.name not in present and column.nullable:
-            operations.add_column(TABLE, column.copy())
+            operations.add_column(TABLE, Column(column.name, column.type, nullable=True))
     diffs = compare_metadata(context, table.metadata)
     if diffs:
         raise SchemaMismatch(
@@ -231,6 +250,7 @@ def adopt_v0_1_0(connection: Connection, context: MigrationContext, scripts: Any
             f"`stt-workers migrate`"
         )
     context.stamp(scripts, BASELINE)
+    return True
 
 
 def upgrade_sql(url: str) -> str:
@@ -253,7 +273,7 @@ def upgrade_sql(url: str) -> str:
         return f"-- the database is at {current}, the head: nothing to do\n"
     buffer = io.StringIO()
     config = alembic_config(url, output_buffer=buffer)
-    if current == _UNVERSIONED:
+    if current == UNVERSIONED:
         buffer.write(f"-- a v0.1.0 database: stamp it {BASELINE}, then upgrade\n")
         buffer.write(_missing_columns_sql(url))
         command.stamp(config, BASELINE, sql=True)

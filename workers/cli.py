@@ -97,17 +97,16 @@ def migrate(sql: bool) -> None:
         click.echo(migrations.upgrade_sql(url), nl=False)
         return
     try:
-        before = migrations.current_revision(url)
-        after = migrations.upgrade(url)
+        done = migrations.upgrade(url)
     except SchemaMismatch as exc:
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:
         reason = str(exc.orig or exc).splitlines()[0]
         raise click.ClickException(f"cannot migrate {where}: {reason}") from None
-    if before == after:
-        click.echo(f"{where}: schema already at {after}")
+    if done.changed:
+        click.echo(f"{where}: schema upgraded from {done.before or 'none'} to {done.after}")
     else:
-        click.echo(f"{where}: schema upgraded from {before or 'none'} to {after}")
+        click.echo(f"{where}: schema already at {done.after}")
 
 
 @cli.command()

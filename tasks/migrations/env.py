@@ -13,7 +13,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from tasks.migrate import adopt_v0_1_0, include_name, migration_lock
+from tasks.migrate import UNVERSIONED, adopt_v0_1_0, include_name, migration_lock
 from tasks.schema import Base
 
 config = context.config
@@ -43,7 +43,12 @@ def _run(connection: Connection) -> None:
     context.configure(connection=connection, **_OPTIONS)
     with context.begin_transaction():
         migration_lock(connection)
-        adopt_v0_1_0(connection, context.get_context(), context.script)
+        # What this run found, for the caller to report: read under the lock, so of N
+        # concurrent runs exactly one finds the database behind.
+        found = context.get_context().get_current_revision()
+        if adopt_v0_1_0(connection, context.get_context(), context.script):
+            found = UNVERSIONED
+        config.attributes["found"] = found
         context.run_migrations()
 
 
