@@ -59,6 +59,8 @@ def alembic_config(url: str | None = None, **attributes: Any) -> Config:
     config = Config(output_buffer=attributes.pop("output_buffer", None))
     config.set_main_option("script_location", str(SCRIPTS))
     config.set_main_option("path_separator", "os")
+    # New scripts are named after their id alone: rev_id="0002_add_x" -> 0002_add_x.py.
+    config.set_main_option("file_template", "%%(rev)s")
     config.attributes.update(url=url, **attributes)
     return config
 
