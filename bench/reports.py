@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        store = Store(url)
+        store = Store(url, create=True)  # a scratch database: make its schema
         seed_s = timed(lambda: seed(store, args.rows))
         now = utcnow()
         cases: list[tuple[str, Callable[[], object]]] = [

@@ -4,7 +4,8 @@ Every failure the pipeline meets is one of these. The split that matters to a ta
 ``TransientError`` (try again later; may carry the server's ``Retry-After``) versus
 ``PermanentError`` (retrying cannot help: store the job as failed with this message).
 ``InvalidInput`` is raised before anything is enqueued and names the offending field;
-``ConfigurationError`` names the offending environment variable.
+``ConfigurationError`` names the offending environment variable; ``SchemaOutOfDate``
+says the database needs ``stt-workers migrate`` before this code can use it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ __all__ = [
     "PermanentError",
     "RateLimited",
     "STTError",
+    "SchemaMismatch",
+    "SchemaOutOfDate",
     "TransientError",
 ]
 
@@ -91,3 +94,22 @@ class ConfigurationError(STTError):
     def __init__(self, variable: str, message: str) -> None:
         super().__init__(f"{variable}: {message}")
         self.variable = variable
+
+
+class SchemaOutOfDate(STTError):
+    """The database's schema is behind this code's: ``stt-workers migrate`` fixes it.
+
+    Raised when a process opens the store, so a worker stops at start with this one line
+    instead of failing every task on a missing column.
+    """
+
+    def __init__(self, current: str, needed: str) -> None:
+        super().__init__(
+            f"database schema is at {current}, code needs {needed}: run `stt-workers migrate`"
+        )
+        self.current = current
+        self.needed = needed
+
+
+class SchemaMismatch(STTError):
+    """A table of ours that no release made: migrating it would hide the difference."""

@@ -23,17 +23,16 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import Executable
 
+from tasks.migrate import ensure_current
 from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
-from tasks.schema import Base, JobRow
+from tasks.schema import JobRow
 from tasks.validation import JobRequest
 
 __all__ = ["JobRecord", "Store"]
@@ -106,7 +105,12 @@ def utcnow() -> datetime:
 class Store:
     """Create, advance and read jobs. One instance per process; thread-safe."""
 
-    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True, create: bool | None = None) -> None:
+        """Open the store; raise ``SchemaOutOfDate`` if its schema is behind this code.
+
+        ``create``: make the schema in an empty database (default: only on SQLite; a
+        PostgreSQL schema is made by ``stt-workers migrate``, see tasks/migrate.py).
+        """
         self.url = url
         self.engine = _make_engine(url, pre_ping=pre_ping)
         # Its own pool, every connection in autocommit mode for good (see _single):
@@ -118,7 +122,7 @@ class Store:
             else _make_engine(url, pre_ping=pre_ping, autocommit=True)
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        _migrate(self.engine)
+        ensure_current(self.engine, create=create)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -415,22 +419,3 @@ def _make_engine(url: str, *, pre_ping: bool, autocommit: bool = False) -> Engin
     # has no such retry, so its store keeps the ping: transcribe() after a database
     # restart must not fail once per pooled connection.
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping, **options)
-
-
-def _migrate(engine: Engine) -> None:
-    """Create the schema, then add any column a newer release introduced.
-
-    Releases only ever add nullable columns, so "add what is missing" is the whole
-    migration story; anything more would earn Alembic.
-    """
-    Base.metadata.create_all(engine)
-    present = {c["name"] for c in inspect(engine).get_columns(JobRow.__tablename__)}
-    missing = [c for c in JobRow.__table__.columns if c.name not in present]
-    if not missing:
-        return
-    with engine.begin() as conn:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            conn.execute(
-                text(f'ALTER TABLE {JobRow.__tablename__} ADD COLUMN "{column.name}" {kind}')
-            )

@@ -48,11 +48,65 @@ def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> 
     """Run a worker that consumes the stt queue."""
     from workers.celery_app import app
 
+    _require_current_schema()
     argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
     argv += ["--queues=stt", "--without-gossip", "--without-mingle"]
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
+
+
+def _require_current_schema() -> None:
+    """Stop before consuming anything if the schema is behind this code (one line, exit 1).
+
+    A database that cannot be reached now is not a verdict: the worker starts, and its
+    store checks again when it first opens (tasks run their own database retries).
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from tasks.errors import SchemaOutOfDate
+    from tasks.migrate import ensure_current
+    from tasks.settings import get_settings
+
+    try:
+        ensure_current(get_settings().database_url)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:
+        click.echo(f"warning: could not check the database schema: {exc.orig or exc}", err=True)
+
+
+@cli.command()
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it (for a DBA).")
+def migrate(sql: bool) -> None:
+    """Upgrade the database schema to this release's; run it before rolling out workers.
+
+    Safe to run from several hosts at once (PostgreSQL: an advisory lock) and again when
+    nothing is left to do. A database v0.1.0 made is recognised and upgraded in place.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from tasks import migrate as migrations
+    from tasks.errors import SchemaMismatch
+    from tasks.settings import get_settings
+
+    url = get_settings().database_url
+    where = make_url(url).render_as_string(hide_password=True)
+    if sql:
+        click.echo(migrations.upgrade_sql(url), nl=False)
+        return
+    try:
+        done = migrations.upgrade(url)
+    except SchemaMismatch as exc:
+        raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).splitlines()[0]
+        raise click.ClickException(f"cannot migrate {where}: {reason}") from None
+    if done.changed:
+        click.echo(f"{where}: schema upgraded from {done.before or 'none'} to {done.after}")
+    else:
+        click.echo(f"{where}: schema already at {done.after}")
 
 
 @cli.command()

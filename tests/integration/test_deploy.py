@@ -27,6 +27,7 @@ import pytest
 import requests
 import yaml
 
+from tasks import migrate
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
 from tasks.settings import ENV_NAMES
@@ -41,6 +42,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "compose-test", "FLOWER_BASIC_AUTH": "ops:compose-test"}
 # Services built from our Dockerfile, and the ports they listen on inside the container.
 OUR_PORTS = {"flower": 5555, "emulator": 8089}
+# Services that run once and exit 0 (the others wait for them: service_completed_successfully).
+ONE_SHOT = {"migrate"}
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -120,7 +123,15 @@ def exec_form(instructions: list[tuple[str, str]], name: str) -> list[str]:
 def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
     compose = compose_resolved()
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", "worker", "beat", "flower", "emulator"}
+    assert set(services) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "worker",
+        "beat",
+        "flower",
+        "emulator",
+    }
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
     volumes = set(compose["volumes"])
@@ -129,8 +140,16 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
             source = mount.split(":")[0]
             assert source in volumes, f"{name}: {source} is not a named volume"
         for target, condition in service.get("depends_on", {}).items():
+            if target in ONE_SHOT:
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, name
             assert "healthcheck" in services[target], f"{name} waits on {target}'s health"
+    # The schema is migrated once, before anything that uses the broker or the database.
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("worker", "beat", "flower"):
+        assert "migrate" in services[name]["depends_on"], f"{name} must wait for migrate"
     assert "redis-data" in volumes and "postgres-data" in volumes
     assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
@@ -145,6 +164,7 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
     assert {n for n, s in services.items() if "AIML_API_KEY" in s.get("environment", {})} == {
         "worker"
     }
+    assert "STT_DATABASE_URL" in services["migrate"]["environment"]
 
 
 def test_secrets_have_no_default_and_env_example_lists_every_variable() -> None:
@@ -234,7 +254,10 @@ def _healthcheck(service: dict[str, Any], native: Callable[[str], str]) -> list[
 def native_services(
     make_stack: Callable[..., Stack], tmp_path: Path
 ) -> Iterator[tuple[Stack, dict[str, NativeService]]]:
+    # A fresh database per run; the migrate service creates its schema, as in compose.
     stack = make_stack(start_worker=False)
+    database = stack.env["STT_DATABASE_URL"].removeprefix("sqlite:///")
+    assert not Path(database).exists()
     compose = compose_resolved()
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -267,6 +290,13 @@ def native_services(
             process = subprocess.Popen(
                 argv, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
             )
+        if name in ONE_SHOT:
+            # What service_completed_successfully means: it ends, with 0, before the rest.
+            output = (process.wait(120), log_path.read_text())
+            assert output[0] == 0, f"{name} exited {output[0]}:\n{output[1]}"
+            if name == "migrate":
+                assert f"schema upgraded from none to {migrate.head()}" in output[1]
+            continue
         started[name] = NativeService(name, process, log_path, env, _healthcheck(service, native))
     started["flower"].env["FLOWER_URL"] = f"http://127.0.0.1:{ports[OUR_PORTS['flower']]}"
     yield stack, started

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy
 
 from tasks.models import JobStatus, Segment, Transcript, Usage, Word
 from tasks.store import Store
@@ -151,20 +150,3 @@ def test_list_and_count_by_status(store: Store) -> None:
     assert [r.id for r in store.list_jobs(status=JobStatus.TIMEOUT)] == [ids[0]]
     assert store.count_by_status() == {"pending": 2, "timeout": 1}
     assert {r.id for r in store.get_many(ids[:2])} == set(ids[:2])
-
-
-def test_schema_gains_missing_columns_on_start(database_url: str) -> None:
-    """An older database without a newer column is migrated when a store opens it."""
-    Store(database_url).close()
-    engine = sqlalchemy.create_engine(database_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE stt_jobs DROP COLUMN cost_usd")
-    cols = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("stt_jobs")}
-    assert "cost_usd" not in cols
-    engine.dispose()
-    store = Store(database_url)
-    record, _ = store.create_job(_request())  # type: ignore[arg-type]
-    store.finish(record.id, JobStatus.FAILED, error="x", cost_usd=1.5)
-    got = store.get(record.id)
-    assert got is not None and got.cost_usd == 1.5
-    store.close()
