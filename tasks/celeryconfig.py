@@ -80,6 +80,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        # Celery gives up after 100 reconnects by default and exits with status 0, which
+        # supervisors take for a clean stop (celery#7358): a worker waits out any outage.
+        "broker_connection_max_retries": None,
         "result_backend": settings.result_backend,
         # The store is where results live; Celery's result backend is not needed.
         "task_ignore_result": True,

@@ -146,12 +146,21 @@ def ensure_current(target: str | Engine, *, create: bool | None = None) -> str:
             return wanted
         if state.revision is not None and not _known(state.revision):
             return state.revision
-        empty = state.revision is None and not state.has_table
         if create is None:
             create = engine.dialect.name == "sqlite"
-        if empty and create:
-            _upgrade(engine)
-            return wanted
+        if state.revision is None and create:
+            # Another process may be creating it right now: SQLite runs DDL outside the
+            # transaction, so its tables show before its stamp. Decide under the lock.
+            with _sqlite_file_lock(engine):
+                with engine.connect() as connection:
+                    state = _read_state(connection)
+                if state.revision is None and not state.has_table:
+                    _upgrade_locked(engine)
+                    return wanted
+            if state.revision == wanted or (
+                state.revision is not None and not _known(state.revision)
+            ):
+                return state.revision
         current = state.revision or (UNVERSIONED if state.has_table else "none (no tables)")
         raise SchemaOutOfDate(current, wanted)
     finally:
@@ -193,7 +202,12 @@ def upgrade(target: str | Engine) -> Upgrade:
 
 def _upgrade(engine: Engine) -> str | None:
     """Run the scripts; the revision found once the lock was held (see env.py)."""
-    with _sqlite_file_lock(engine), engine.begin() as connection:
+    with _sqlite_file_lock(engine):
+        return _upgrade_locked(engine)
+
+
+def _upgrade_locked(engine: Engine) -> str | None:
+    with engine.begin() as connection:
         config = alembic_config(connection=connection)
         command.upgrade(config, "head")
     found: str | None = config.attributes.get("found")
@@ -202,14 +216,19 @@ def _upgrade(engine: Engine) -> str | None:
 
 @contextmanager
 def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
-    """Two processes creating one SQLite file take turns (PostgreSQL: see env.py)."""
+    """Two processes creating one SQLite file take turns (PostgreSQL: see env.py).
+
+    The lock is a file beside the database, never the database itself: closing any
+    descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+    locks included, and a worker's open connection would lose them.
+    """
     path = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not path or path == ":memory:":
+    if not path or path == ":memory:" or path.startswith("file:"):
         yield
         return
     import fcntl  # POSIX only, like the workers
 
-    with open(path, "ab") as handle:  # an empty file is an empty SQLite database
+    with open(f"{path}.migrate-lock", "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

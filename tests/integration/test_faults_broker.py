@@ -124,7 +124,8 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
         broker.process.terminate()  # no persistence: everything queued is gone
         broker.process.wait(10)
         time.sleep(30)
-        assert worker.process is not None and worker.process.poll() is None, "worker died"
+        assert worker.process is not None
+        assert worker.process.poll() is None, f"worker died:\n{worker.log()[-4000:]}"
         # Count before the restart: the worker's reconnect loop can get in within
         # milliseconds of Redis coming up, before start_redis() has even returned.
         mark = worker.log().count("Connected to redis://")
