@@ -5,7 +5,8 @@ kombu builds a new ``redis.Redis`` for every publish, ack and restore
 response callbacks) than the command it then sends. A channel is used by one thread at a
 time and a ``redis.Redis`` is thread-safe anyway (each command borrows a connection from
 the pool), so keep one per channel, rebuilt when kombu replaces the pool (after a fork or
-a lost connection). Selected for ``redis://`` and ``rediss://`` brokers by
+a lost connection), and fail as a connection error, not an AttributeError, when the
+connection is already gone. Selected for ``redis://`` brokers by
 ``tasks.celeryconfig``; the wire protocol and the keys are kombu's own.
 """
 
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["Channel", "Transport"]
 
@@ -28,6 +30,14 @@ class Channel(kombu_redis.Channel):
         if client:
             yield client
             return
+        if self._pool is None and getattr(self.connection, "client", None) is None:
+            # The connection is closing after a loss (kombu restores unacked messages
+            # on close): rebuilding a pool from a connection that is gone raises
+            # AttributeError, which kombu does not expect and the worker dies of
+            # ("Unrecoverable error", exit status 0). A connection error is expected:
+            # kombu ignores it during cleanup, the worker reconnects, and the messages
+            # stay in Redis's unacked set until the visibility timeout restores them.
+            raise RedisConnectionError("the broker connection is closed")
         pool = self.pool
         reused = self._reused_client
         if reused is None or reused.connection_pool is not pool:
