@@ -424,3 +424,31 @@ def test_stats_after_a_real_worker_ran_jobs(make_stack: Callable[..., Stack]) ->
     assert float(rows["total"]["cost_usd"]) == pytest.approx(
         sum(float(rows[m]["cost_usd"]) for m in (MINI, SLAM, NOVA))
     )
+
+
+def test_usage_shows_unknown_minutes_as_unknown_and_rounds_csv(
+    store: Store, database_url: str
+) -> None:
+    day = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    # OpenAI reports tokens, not the audio's length: its minutes are unknown, not 0.
+    add_job(store, enqueued=day, stored=day, usage=Usage(output_tokens=7), cost=0.0001)
+    add_job(  # 1/3 minute and a cost with float noise
+        store,
+        model=SLAM,
+        enqueued=day,
+        stored=day,
+        usage=Usage(audio_seconds=20.0),
+        cost=0.1 + 0.2,
+    )
+    table = cli(database_url, "usage").stdout.splitlines()
+    mini = next(line for line in table if line.startswith(MINI))
+    assert mini.split()[3] == "unknown", table
+    assert next(line for line in table if line.startswith(SLAM)).split()[3] == "0.33"
+    rows = {
+        r["model"]: r
+        for r in csv.DictReader(io.StringIO(cli(database_url, "usage", "--csv").stdout))
+    }
+    assert rows[MINI]["audio_minutes"] == ""
+    assert rows[SLAM]["audio_minutes"] == "0.333" and rows[SLAM]["cost_usd"] == "0.300000"
+    assert rows["total"]["audio_minutes"] == "0.333"
+    assert rows["total"]["cost_usd"] == "0.300100"
