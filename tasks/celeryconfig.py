@@ -87,6 +87,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # polling_interval: it polls once a second). The demo's measured alternative
         # (docs/operations.md, "The embedded broker").
         transport_options = {}
+    elif broker_url.startswith("redis://"):
+        transport = "tasks.redis_transport:Transport"  # one client per channel
     return {
         "broker_url": broker_url,
         "broker_transport": transport,

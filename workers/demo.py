@@ -207,7 +207,8 @@ def _run(
     children.append(emulator)
     _wait_http(f"{base}/_emulator/stats", emulator, 30)
     click.echo(f"emulator: {base} (an honest stand-in for api.aimlapi.com)")
-    worker_args = ["-m", "workers.cli", "worker", "--concurrency", "8", "--loglevel", "INFO"]
+    worker_args = ["-m", "workers.cli", "worker", "--concurrency", "8", "--processes", "1"]
+    worker_args += ["--loglevel", "INFO"]
     worker = _spawn("worker", worker_args, env, workdir / "worker.log")
     children.append(worker)
     _wait_log(worker, " ready.", 90)
