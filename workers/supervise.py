@@ -3,7 +3,7 @@
 A threads-pool worker is one Python process, held to one core by the GIL; polls cost CPU
 (parsing, publishing), so a 2-core node running one worker uses half of itself
 (bench/poll_cost.py). ``stt-workers worker --processes N`` starts N ordinary workers
-(each with its own node name, ``stt{i}@host``) and supervises them the way a process
+(each with its own node name, ``celery{i}@host``) and supervises them the way a process
 manager would: SIGTERM/SIGINT/SIGQUIT are passed on, and when one worker exits the others
 are stopped and this process exits with its status, so the orchestrator (compose,
 Kubernetes, systemd) restarts the node whole. No work is lost by that: messages are
@@ -82,8 +82,12 @@ def _wait_first(children: Sequence[subprocess.Popen[bytes]]) -> int:
 
 
 def node_names(count: int, hostname: str | None) -> list[str]:
-    """``stt1@%h``, ``stt2@%h``...: Celery needs a distinct node name per process."""
-    name, _, host = (hostname or "stt@%h").partition("@")
+    """``celery1@%h``, ``celery2@%h``...: Celery needs a distinct node name per process.
+
+    Named like Celery's own default (``celery@%h``), so a health check can ping
+    ``celery@$HOSTNAME,celery1@$HOSTNAME`` whatever the process count.
+    """
+    name, _, host = (hostname or "celery@%h").partition("@")
     host = host or "%h"
     if count == 1:
         return [f"{name}@{host}"]
