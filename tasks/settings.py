@@ -60,6 +60,8 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +115,11 @@ class Settings:
                 f"got {self.visibility_timeout:g}",
             )
 
+        if self.metrics_port > 65535:
+            raise ConfigurationError(
+                "STT_METRICS_PORT", f"must be a TCP port (1-65535), got {self.metrics_port}"
+            )
+
     @property
     def limiter_redis_url(self) -> str | None:
         """Where the shared limits live: their own URL, else the broker's if it is Redis."""
@@ -164,6 +171,7 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "metrics_port": "STT_METRICS_PORT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -201,6 +209,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "metrics_port": _number(int),
 }
 
 
