@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -143,20 +142,17 @@ def check_api_requests(samples: Samples, emu: EmulatorHandle) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_counters_after_a_faulty_run_equal_the_store_and_the_emulator(
-    db: str,
-    request: pytest.FixtureRequest,
+    database_url: str,
     make_stack: Callable[..., Stack],
     emulator_factory: Callable[..., EmulatorHandle],
     receiver: Receiver,
 ) -> None:
-    database = "sqlite" if db == "sqlite" else str(request.getfixturevalue("database_url"))
     emu = emulator_factory(*EMULATOR_TEST_ARGS)
     emu.configure(faults=FAULTS, fixed=0.8)
     port = free_port()
     stack = make_stack(
-        db=database,
+        db=database_url,
         start_worker=False,
         AIML_API_BASE=emu.base_url,
         STT_READ_TIMEOUT=str(READ_TIMEOUT),
