@@ -31,15 +31,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-# Before prometheus_client is imported anywhere it matters: multiprocess mode writes into
-# this folder from the first labelled value on, so it must exist.
+# Before prometheus_client is imported: multiprocess mode writes into this folder from the
+# first labelled value on, so it must exist. The client takes a variable that is set but
+# empty (as docker-compose.yml passes an unset one) for "on, in the working directory".
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 import prometheus_client
 import requests
 from celery.signals import beat_init, before_task_publish, worker_init
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from urllib3.exceptions import ReadTimeoutError
@@ -64,6 +67,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The client picks its mode when first imported, which in a worker is often before this
+# module (Celery loads Flower's command plugin, and Flower imports the client): pick it
+# again from the environment as settled above, for the metrics defined below.
+values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 # Created-at series double every counter for nothing a dashboard uses (and multiprocess
 # mode never exports them, so a dashboard relying on them would break under prefork).
