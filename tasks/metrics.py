@@ -6,8 +6,10 @@ docs/operations.md, the dashboard and the alert rules (deploy/) can be checked a
 ``EXPORTED``.
 
 Served over HTTP on ``STT_METRICS_PORT`` (off when unset) by a worker's main process and by
-beat, started from Celery's ``worker_init`` / ``beat_init`` signals. With the threads (or
-solo, gevent) pool one process holds every value. With prefork the tasks run in child
+beat, started from Celery's ``worker_init`` / ``beat_init`` signals; on a node running
+several worker processes (``stt-workers worker --processes N``) by their supervisor instead
+(``serve_node``), summing them from a multiprocess folder. With the threads (or solo,
+gevent) pool one process holds every value. With prefork the tasks run in child
 processes, so the client's multiprocess mode is required: ``PROMETHEUS_MULTIPROC_DIR``
 names a folder where each process keeps its values in files, and the main process sums
 them on each scrape. That variable must be set before the process starts (the client
@@ -21,9 +23,12 @@ Every worker exports the same value; aggregate them with ``max``.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +67,7 @@ __all__ = [
     "detection_lag",
     "job_stored",
     "limit_wait",
+    "serve_node",
     "start_server",
     "sweep_redrove",
 ]
@@ -390,6 +396,31 @@ def start_server(port: int, *, store_gauges: bool) -> None:
         registry.register(StoreGauges())
     prometheus_client.start_http_server(port, registry=registry)
     log.info("metrics: serving http://0.0.0.0:%d/metrics", port)
+
+
+def serve_node() -> dict[str, str]:
+    """Serve the sum of several worker processes on one node (``workers/supervise.py``).
+
+    Each of them is a Celery worker whose main process would serve ``STT_METRICS_PORT``
+    itself, and only one can bind it. So the supervisor serves it, from the client's
+    multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, else a temporary one), and the
+    workers only write there. Returns the environment for the workers ({} when off).
+    """
+    port = get_settings().metrics_port
+    if not port:
+        return {}
+    folder = _multiprocess_dir()
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="stt-metrics-")
+        atexit.register(shutil.rmtree, folder, True)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    _clear_stale_files(folder)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    registry.register(StoreGauges())
+    prometheus_client.start_http_server(port, registry=registry)
+    log.info("metrics: serving the node's workers on http://0.0.0.0:%d/metrics", port)
+    return {"PROMETHEUS_MULTIPROC_DIR": folder, "STT_METRICS_PORT": ""}
 
 
 def _clear_stale_files(folder: str) -> None:

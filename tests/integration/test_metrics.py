@@ -33,6 +33,7 @@ from tests.fixtures.receiver import Receiver, receiver
 from tests.fixtures.services import ROOT, RedisServer, WorkerProcess, free_port, wait_for
 from tests.fixtures.stack import Stack
 from tests.integration.test_pipeline import wait_all
+from tests.integration.test_worker_processes import start_node
 
 __all__ = ["receiver"]  # the fixture, imported for pytest
 
@@ -320,3 +321,21 @@ def test_limit_waits_are_counted_with_the_wait_handed_out(redis_server: RedisSer
     with pytest.raises(RateLimited) as refused:
         cap.acquire("job-b")
     assert seen("in_flight") == (waits + 1, pytest.approx(seconds + refused.value.retry_after))
+
+
+@pytest.mark.timeout(240)
+def test_a_node_of_several_worker_processes_serves_their_sum_once(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """``stt-workers worker --processes 2``: the supervisor serves the port for both."""
+    port = free_port()
+    stack = make_stack(start_worker=False, STT_METRICS_PORT=str(port))
+    node = start_node(stack, "--concurrency", "4")
+    ids = [
+        transcribe(f"https://media.example.org/node/{i}.mp3", MODELS[i % 3]).id for i in range(12)
+    ]
+    records = wait_all(stack, ids)
+    samples = scrape(port)
+    check_jobs(samples, records)
+    # The workers wrote into the supervisor's folder and did not try the port themselves.
+    assert "address already in use" not in node.log().lower()
