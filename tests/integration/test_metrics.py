@@ -249,8 +249,11 @@ def test_prefork_without_the_multiprocess_folder_refuses_to_start(
     worker = WorkerProcess(
         env=env, log_path=stack.workdir / "refused.log", args=["--pool", "prefork"]
     )
-    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
-        worker.start()
+    try:
+        with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+            worker.start()
+    finally:
+        worker.stop()  # if it did start, it must not outlive the test
 
 
 def test_sweeper_redrives_are_counted(make_stack: Callable[..., Stack]) -> None:
