@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from tasks import metrics
+
 __all__ = ["default_processes", "node_names", "run_processes"]
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -39,7 +41,8 @@ def run_processes(count: int, worker_argv: Sequence[str], hostname: str | None) 
 
     Returns the exit status of the first worker to exit (after stopping the others).
     """
-    env = {**os.environ, "STT_WORKER_PROCESSES": "1"}
+    # With STT_METRICS_PORT this process serves the workers' metrics (tasks/metrics.py).
+    env = {**os.environ, "STT_WORKER_PROCESSES": "1", **metrics.serve_node()}
     children: list[subprocess.Popen[bytes]] = []
     for name in node_names(count, hostname):
         argv = [sys.executable, "-m", "workers.cli", "worker", *worker_argv, f"--hostname={name}"]
