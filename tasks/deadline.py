@@ -46,6 +46,7 @@ __all__ = [
     "DeadlineHTTPConnection",
     "DeadlineHTTPSConnection",
     "Scope",
+    "arm",
     "deadline",
     "mount",
 ]
@@ -147,7 +148,8 @@ def deadline(seconds: float) -> Iterator[Scope]:
         _WATCHDOG.disarm(scope)
 
 
-def _arm(sock: socket.socket | None) -> None:
+def arm(sock: socket.socket | None) -> None:
+    """Hand ``sock`` to the watchdog under the current scope (no scope: nothing)."""
     scope = _CURRENT.get()
     if scope is not None and sock is not None:
         _WATCHDOG.arm(sock, scope)
@@ -158,12 +160,12 @@ class DeadlineHTTPConnection(HTTPConnection):
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _arm(sock)  # before TLS and before the request: a slow handshake counts too
+        arm(sock)  # before TLS and before the request: a slow handshake counts too
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # a pooled connection: this request's scope owns it now
-            _arm(self.sock)
+            arm(self.sock)
         super().request(*args, **kwargs)
 
 
@@ -172,12 +174,12 @@ class DeadlineHTTPSConnection(HTTPSConnection):
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _arm(sock)
+        arm(sock)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:
-            _arm(self.sock)
+            arm(self.sock)
         super().request(*args, **kwargs)
 
 
