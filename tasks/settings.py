@@ -150,7 +150,7 @@ class Settings:
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
-        if not self.api_key:
+        if not self.api_key or not self.api_key.strip():  # "   " from an env file is unset too
             raise ConfigurationError("AIML_API_KEY", "is not set; the worker cannot call the API")
         return self.api_key
 
