@@ -109,7 +109,11 @@ class _Watchdog:
                 entry = self._armed.get(id(sock))
                 if entry is not None and entry[1] is scope:
                     del self._armed[id(sock)]
-        # Stale heap entries are dropped by the thread when they come due.
+            # Stale heap entries are dropped when they come due; under a steady stream of
+            # requests that finish in time, rebuild now and then so the heap stays small.
+            if len(self._heap) > 2 * len(self._armed) + 1024:
+                self._heap = [(e[1].at, e[0], key) for key, e in self._armed.items()]
+                heapq.heapify(self._heap)
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # first use, or a forked child: threads do not survive
