@@ -70,8 +70,8 @@ def _kind(ip: IPAddress) -> str | None:
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
     ):
         if flag:
             return word
@@ -178,7 +178,11 @@ def _guarded_new_conn(conn: HTTPConnection, allow: Sequence[IPNetwork]) -> socke
             last = exc
             continue
         # The address we are connected to is the one we checked (no resolver in between).
-        check_address(str(sock.getpeername()[0]), allow)
+        try:
+            check_address(str(sock.getpeername()[0]), allow)
+        except (DestinationRefused, OSError):
+            sock.close()
+            raise
         return sock
     raise NewConnectionError(conn, f"Failed to establish a new connection: {last}")
 

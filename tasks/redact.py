@@ -9,9 +9,9 @@ cannot be forged with a newline.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,28 +56,26 @@ def json_safe(encoded: str) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", encoded)
 
 
-def _secret_forms(secret: str) -> list[str]:
-    """The ways a server can echo ``secret`` in text: raw, JSON-escaped (``\\/``, any
-    character as ``\\uXXXX``) and as Python's repr quotes it."""
-    forms = {
-        secret,
-        secret.replace("/", "\\/"),
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=True)[1:-1].replace("/", "\\/"),
-        "".join(f"\\u{ord(c):04x}" for c in secret),
-        repr(secret)[1:-1],
-    }
-    return sorted(forms, key=len, reverse=True)
+@lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """``secret`` in every way a server can echo it in text: each character as itself, as a
+    JSON ``\\uXXXX`` escape (any case), ``/`` as ``\\/``, ``\\`` doubled (JSON, repr)."""
+    parts = []
+    for char in secret:
+        forms = [re.escape(char), f"(?i:\\\\u{ord(char):04x})"]
+        if char == "/":
+            forms.append(r"\\/")
+        elif char == "\\":
+            forms.append(r"\\\\")
+        parts.append("(?:" + "|".join(forms) + ")")
+    return re.compile("".join(parts))
 
 
 def scrub_secret(text: str, secret: str | None) -> str:
-    """``text`` without ``secret`` in any of the forms ``_secret_forms`` lists."""
+    """``text`` without ``secret`` in any form ``_secret_pattern`` matches."""
     if not secret:
         return text
-    for form in _secret_forms(secret):
-        if form in text:
-            text = text.replace(form, SCRUBBED)
-    return text
+    return _secret_pattern(secret).sub(SCRUBBED, text)
 
 
 def scrub_json(value: Any, secret: str | None) -> Any:
