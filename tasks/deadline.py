@@ -81,6 +81,11 @@ class _Watchdog:
     """Shuts down sockets whose scope's deadline passed. One thread, started on first use."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh state; also in a forked child, where the parent's lock may be held by a
+        thread that does not exist there, and the watchdog thread is gone."""
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, int]] = []
         # id(socket) -> (sequence, scope, socket): the latest scope to use a socket owns it
@@ -116,10 +121,8 @@ class _Watchdog:
                 heapq.heapify(self._heap)
 
     def _ensure_thread(self) -> None:
-        if self._pid != os.getpid():  # first use, or a forked child: threads do not survive
+        if self._pid != os.getpid():  # first use (in this process)
             self._pid = os.getpid()
-            self._heap.clear()
-            self._armed.clear()
             threading.Thread(target=self._run, name="stt-http-deadline", daemon=True).start()
 
     def _run(self) -> None:
@@ -138,6 +141,7 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG._reset)  # prefork pool children
 
 
 @contextmanager
