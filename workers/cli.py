@@ -55,19 +55,37 @@ def cli(debug: bool) -> None:
     help="threads suits this I/O-bound work; see docs/operations.md.",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="STT_WORKER_PROCESSES",
+    show_envvar=True,
+    help="Worker processes on this node [default: one per core]; see docs/operations.md.",
+)
+@click.option(
     "--loglevel", "-l", default="INFO", show_default=True, envvar="STT_LOG_LEVEL", show_envvar=True
 )
 @click.option("--hostname", "-n", default=None, help="Node name (default: celery's).")
-def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
-    """Run a worker that consumes the stt queue (it needs AIML_API_KEY)."""
+def worker(
+    concurrency: int, pool: str, processes: int | None, loglevel: str, hostname: str | None
+) -> None:
+    """Run a worker that consumes the stt queue (one process per core by default; it needs
+    AIML_API_KEY)."""
     from tasks.settings import get_settings
+    from workers.supervise import default_processes, run_processes
 
     # Without a key every submit would fail in the log while jobs sit pending: refuse to
     # start instead. (The demo's worker gets the embedded emulator's key.)
     get_settings().require_api_key()
-    from workers.celery_app import app
 
     _require_current_schema()
+    count = processes or default_processes()
+    if count > 1:
+        options = [f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+        sys.exit(run_processes(count, options, hostname))
+
+    from workers.celery_app import app
+
     argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
     argv += ["--queues=stt", "--without-gossip", "--without-mingle"]
     if hostname:
