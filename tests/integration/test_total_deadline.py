@@ -154,7 +154,7 @@ def test_sixteen_trickling_callback_receivers_do_not_stall_the_worker(
         STT_CALLBACK_TIMEOUT="1",  # the total per attempt
         STT_CALLBACK_MAX_ATTEMPTS="2",
     )
-    stack.start_worker("--concurrency", "8", "--pool", "threads")
+    stack.start_worker("--concurrency", "8", "--pool", "threads", "--processes", "1")
     started = time.monotonic()
     slow = [
         transcribe(
