@@ -52,7 +52,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from urllib3.exceptions import ReadTimeoutError
 
-from tasks.errors import ConfigurationError, RateLimited, STTError
+from tasks.errors import ConfigurationError, RateLimited, RequestTimeout, STTError
 from tasks.settings import get_settings
 
 if TYPE_CHECKING:
@@ -269,6 +269,8 @@ def count_unanswered(call: Callable[P, R]) -> Callable[P, R]:
 
 
 def _no_answer(exc: BaseException) -> str:
+    if isinstance(exc, RequestTimeout):  # the total deadline (tasks/deadline.py)
+        return "timeout"
     cause = exc.__context__
     if isinstance(cause, requests.Timeout) or (
         isinstance(cause, requests.ConnectionError)

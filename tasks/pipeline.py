@@ -199,6 +199,7 @@ def callback(self: Task, job_id: str) -> None:
         max_attempts=settings.callback_max_attempts,
         timeout=(settings.connect_timeout, settings.callback_timeout),
         now=_now(),
+        allow_networks=settings.callback_allow_networks,
     )
     if isinstance(result, RetryDelivery):
         log.info(

@@ -6,6 +6,7 @@ Every knob has a default that runs locally, and a bad value fails at start-up wi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -14,7 +15,9 @@ from typing import TypeVar
 
 from tasks.errors import ConfigurationError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["IPNetwork", "Settings", "debug_requested", "get_settings"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
 
@@ -39,6 +42,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # Total seconds for one API request, connect + send + receive (tasks/deadline.py);
+    # None: connect_timeout + read_timeout.
+    request_timeout: float | None = None
     # Poll schedule (see tasks/polling.py for why these defaults).
     poll_first_delay: float = 8.0
     poll_factor: float = 1.5
@@ -53,6 +59,11 @@ class Settings:
     callback_secret: str | None = None
     callback_max_attempts: int = 10
     callback_timeout: float = 10.0
+    # Networks callbacks may reach although they are not public (loopback, private, ...):
+    # for deployments whose web app is inside their own network (tasks/netguard.py).
+    callback_allow_networks: tuple[IPNetwork, ...] = ()
+    # The CLI shows tracebacks at DEBUG; workers log at this level unless told otherwise.
+    log_level: str = "INFO"
     # Fairness to the API, shared by every worker (docs/rate-limits.md): requests/s to the
     # API and jobs submitted but not yet finished. 0 means no limit.
     api_rate_limit: float = 0.0
@@ -80,7 +91,15 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def api_deadline(self) -> float:
+        """The total time one API request may take (``STT_REQUEST_TIMEOUT``)."""
+        if self.request_timeout:
+            return self.request_timeout
+        return self.connect_timeout + self.read_timeout
+
     def validate(self) -> None:
+        _check_database_url(self.database_url)
         if not self.api_base.startswith(("http://", "https://")):
             raise ConfigurationError(
                 "AIML_API_BASE", f"must be an http(s) URL, got {self.api_base!r}"
@@ -140,7 +159,7 @@ class Settings:
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
-        if not self.api_key:
+        if not self.api_key or not self.api_key.strip():  # "   " from an env file is unset too
             raise ConfigurationError("AIML_API_KEY", "is not set; the worker cannot call the API")
         return self.api_key
 
@@ -159,6 +178,7 @@ ENV_NAMES: dict[str, str] = {
     "database_url": "STT_DATABASE_URL",
     "connect_timeout": "STT_CONNECT_TIMEOUT",
     "read_timeout": "STT_READ_TIMEOUT",
+    "request_timeout": "STT_REQUEST_TIMEOUT",
     "poll_first_delay": "STT_POLL_FIRST_DELAY",
     "poll_factor": "STT_POLL_FACTOR",
     "poll_max_delay": "STT_POLL_MAX_DELAY",
@@ -169,6 +189,8 @@ ENV_NAMES: dict[str, str] = {
     "callback_secret": "STT_CALLBACK_SECRET",
     "callback_max_attempts": "STT_CALLBACK_MAX_ATTEMPTS",
     "callback_timeout": "STT_CALLBACK_TIMEOUT",
+    "callback_allow_networks": "STT_CALLBACK_ALLOW_NETWORKS",
+    "log_level": "STT_LOG_LEVEL",
     "api_rate_limit": "STT_API_RATE_LIMIT",
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
@@ -197,7 +219,61 @@ def _number(kind: Callable[[str], T]) -> Callable[[str, str], T]:
     return parse
 
 
+def _networks(name: str, raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (``10.0.0.0/8, fd00::/8``); a bare address is one host."""
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                name, f"must be comma-separated networks like 10.0.0.0/8, got {part!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(name, f"must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _check_database_url(url: str) -> None:
+    """A URL SQLAlchemy cannot parse fails here, naming the variable, not deep in a task."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            "STT_DATABASE_URL",
+            f"names an unknown database kind {url.split(':', 1)[0]!r}; expected sqlite:/// "
+            "or postgresql+psycopg://",
+        ) from None
+    except (ArgumentError, ValueError):
+        shown = url.split("://", 1)[0] + "://..." if "://" in url else repr(url[:40])
+        raise ConfigurationError(
+            "STT_DATABASE_URL",
+            f"is not a database URL ({shown}); expected e.g. sqlite:///jobs.sqlite3 or "
+            "postgresql+psycopg://user@host/db",
+        ) from None
+
+
+def debug_requested(env: Mapping[str, str] | None = None) -> bool:
+    """``STT_LOG_LEVEL=DEBUG``, read on its own: the CLI asks this while reporting a
+    failure, when the other settings may be the thing that failed to parse."""
+    env = os.environ if env is None else env
+    return env.get(ENV_NAMES["log_level"], "").strip().upper() == "DEBUG"
+
+
 _PARSERS: dict[str, Callable[[str, str], object]] = {
+    "request_timeout": _number(float),
+    "callback_allow_networks": _networks,
+    "log_level": _log_level,
     "connect_timeout": _number(float),
     "read_timeout": _number(float),
     "poll_first_delay": _number(float),

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from tasks.catalog import MAX_MODEL_ID_CHARS, MODEL_ID
 from tasks.errors import InvalidInput
+from tasks.netguard import check_callback_url
+from tasks.settings import IPNetwork
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -113,8 +115,13 @@ def validate_request(
     metadata: object = None,
     idempotency_key: object = None,
     callback_url: object = None,
+    callback_allow: Sequence[IPNetwork] = (),
 ) -> JobRequest:
-    """Return a ``JobRequest`` or raise ``InvalidInput`` naming the first bad field."""
+    """Return a ``JobRequest`` or raise ``InvalidInput`` naming the first bad field.
+
+    ``callback_url`` must reach a public address, or one in ``callback_allow``
+    (``STT_CALLBACK_ALLOW_NETWORKS``; see ``tasks.netguard``).
+    """
     checked_url = _http_url("url", url)
     if not isinstance(model, str):
         raise InvalidInput("model", f"must be a string, got {type(model).__name__}")
@@ -139,5 +146,9 @@ def validate_request(
         idempotency_key=_optional_str(
             "idempotency_key", idempotency_key, limit=MAX_IDEMPOTENCY_KEY_CHARS
         ),
-        callback_url=None if callback_url is None else _http_url("callback_url", callback_url),
+        callback_url=None
+        if callback_url is None
+        else check_callback_url(
+            "callback_url", _http_url("callback_url", callback_url), callback_allow
+        ),
     )
