@@ -14,7 +14,6 @@ The API key goes into one header and nowhere else: not into messages, logs or ``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from tasks.answers import AnswerTooComplex, decode_answer
 from tasks.envelopes import (
     MAX_ERROR_BODY_BYTES,
     SNIPPET_CHARS,
@@ -234,7 +234,11 @@ class STTClient:
                 request_id=request_id,
             )
         try:
-            return json.loads(body), request_id
+            return decode_answer(body), request_id
+        except AnswerTooComplex as exc:
+            raise PermanentError(
+                f"{what}: {exc}", status_code=status, request_id=request_id
+            ) from None
         except ValueError:
             snippet = truncate(self._scrub(body[:SNIPPET_CHARS].decode("utf-8", "replace")))
             raise PermanentError(
