@@ -22,7 +22,9 @@ meaning, not of storage: ``tasks.normalize`` bounds each one where it is read.
 from __future__ import annotations
 
 import json
+import logging
 import math
+from functools import partial
 from typing import Any
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "storable",
     "storable_text",
 ]
+
+log = logging.getLogger(__name__)
 
 # Deeper than any answer of the API (Deepgram's paragraphs: 6) by a wide margin, and far
 # below the interpreter's recursion limit, so every recursive walk downstream is safe.
@@ -104,19 +108,28 @@ def decode_answer(body: bytes | str) -> Any:
     try:
         # NaN, Infinity and numbers too large for a float (1e999) become null as they
         # are read; walking the whole value again is only needed for a NUL.
-        value = json.loads(raw, parse_constant=_null, parse_float=_finite_or_null)
-        return storable(value) if b"\\u0000" in raw else value
+        nulls: list[str] = []
+        value = json.loads(
+            raw, parse_constant=nulls.append, parse_float=partial(_finite_or_null, nulls)
+        )
     except RecursionError:  # unreachable after the depth check; never a crash all the same
         raise AnswerTooComplex(f"answer nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if nulls:
+        shown = ", ".join(n[:20] for n in nulls[:3])
+        log.warning("the answer held %d non-finite numbers (%s): read as null", len(nulls), shown)
+    if b"\\u0000" in raw:
+        log.warning("the answer held NUL characters: removed")
+        return storable(value)
+    return value
 
 
-def _null(_: str) -> None:
-    return None
-
-
-def _finite_or_null(text: str) -> float | None:
+def _finite_or_null(nulls: list[str], text: str) -> float | None:
+    """A float, or ``None`` (noted in ``nulls``) for one too large to be finite (1e999)."""
     number = float(text)
-    return number if math.isfinite(number) else None
+    if math.isfinite(number):
+        return number
+    nulls.append(text)
+    return None
 
 
 def storable_text(text: str) -> str:

@@ -18,7 +18,7 @@ from tasks.client import STTClient
 from tasks.envelopes import truncate
 from tasks.errors import PermanentError, RateLimited, TransientError
 from tasks.inflight import InFlightLimiter
-from tasks.models import JobStatus, Phase
+from tasks.models import JobStatus, Phase, Transcript
 from tasks.normalize import normalize
 from tasks.polling import PollPolicy, next_poll_delay
 from tasks.pricing import estimate_cost
@@ -30,6 +30,7 @@ __all__ = [
     "PollRef",
     "Reschedule",
     "UnrecordedSubmit",
+    "finish_completed",
     "poll_once",
     "store_outcome",
     "submit_job",
@@ -303,6 +304,18 @@ def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord
         log.exception("job %s: reading its result failed", record.id)
         error = f"unreadable result: {type(exc).__name__}"
         return store.finish_and_get(record.id, JobStatus.FAILED, error=error, now=now)
+    return finish_completed(store, record, transcript, now=now)
+
+
+def finish_completed(
+    store: Store, record: JobRecord, transcript: Transcript, *, now: datetime
+) -> JobRecord | None:
+    """Store the transcript; a transcript the database refuses ends the job ``failed``.
+
+    ``normalize`` hands over only bounded numbers and text without NUL, so the refusal is
+    the last line of defence: without it the row would stay unfinished and the sweeper
+    would re-drive the store step every few minutes, forever.
+    """
     try:
         return store.finish_and_get(
             record.id,
