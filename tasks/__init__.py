@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tasks.errors import (
         ConfigurationError,
+        IdempotencyKeyReused,
         InvalidInput,
         PermanentError,
         STTError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "ConfigurationError": "tasks.errors",
+    "IdempotencyKeyReused": "tasks.errors",
     "InvalidInput": "tasks.errors",
     "PermanentError": "tasks.errors",
     "STTError": "tasks.errors",
@@ -45,6 +47,7 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_MODEL",
     "ConfigurationError",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "JobRecord",
     "JobStatus",

@@ -15,6 +15,7 @@ from celery import Celery, current_app, current_task
 
 from tasks import runtime
 from tasks.celeryconfig import celery_config
+from tasks.errors import IdempotencyKeyReused
 from tasks.models import JobStatus
 from tasks.pipeline import pipeline_signature
 from tasks.settings import get_settings
@@ -89,11 +90,15 @@ def transcribe(
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    tenant: str | None = None,
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
     Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
-    ``idempotency_key`` seen before, returns that job's handle and enqueues nothing.
+    ``idempotency_key`` seen before in the same ``tenant`` (a web app passes the caller's
+    account: keys are unique per tenant), returns that job's handle and enqueues nothing;
+    the same key with other parameters raises ``IdempotencyKeyReused`` (as Stripe does).
+    A call whose enqueue failed does not spend its key: retrying it enqueues the job.
     With a ``callback_url``, the stored result is POSTed there when the job ends, signed
     with ``STT_CALLBACK_SECRET`` (see ``tasks.signing``); without that setting this raises
     ``ConfigurationError`` rather than accept a job whose callback could never be sent.
@@ -107,18 +112,22 @@ def transcribe(
         metadata=metadata,
         idempotency_key=idempotency_key,
         callback_url=callback_url,
+        tenant=tenant,
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()
     store = runtime.get_store()
     record, created = store.create_job(request)
+    if not created and record.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused()
     if created:
         try:
             _celery_app()  # make sure the shared tasks bind to a configured app
             pipeline_signature(record.id).apply_async()
         except Exception as exc:
-            # The row exists; say so rather than leave a job nobody will ever drive.
-            store.finish(record.id, JobStatus.FAILED, error=f"could not enqueue: {exc}")
+            # The row exists; say so rather than leave a job nobody will ever drive, and
+            # free its key for the caller's retry.
+            store.fail_unenqueued(record.id, error=f"could not enqueue: {exc}")
             raise
     return TranscriptionHandle(record.id)
 
