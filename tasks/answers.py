@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from functools import partial
 from typing import Any
 
@@ -51,6 +52,10 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{},:')
 # Depth does not care which kind of bracket: one kind makes each pass remove one level.
 _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+# A \\uD800-\\uDFFF escape: JSON can spell a lone surrogate, which no UTF-8 encoder takes.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 class AnswerTooComplex(ValueError):
@@ -117,8 +122,8 @@ def decode_answer(body: bytes | str) -> Any:
     if nulls:
         shown = ", ".join(n[:20] for n in nulls[:3])
         log.warning("the answer held %d non-finite numbers (%s): read as null", len(nulls), shown)
-    if b"\\u0000" in raw:
-        log.warning("the answer held NUL characters: removed")
+    if b"\\u0000" in raw or _SURROGATE_ESCAPE.search(raw):
+        log.warning("the answer held NUL characters or lone surrogates: removed")
         return storable(value)
     return value
 
@@ -133,8 +138,15 @@ def _finite_or_null(nulls: list[str], text: str) -> float | None:
 
 
 def storable_text(text: str) -> str:
-    """``text`` without NUL characters, which PostgreSQL's text and json types refuse."""
-    return text.replace("\x00", "") if "\x00" in text else text
+    """``text`` without NUL characters, which PostgreSQL's text and json types refuse, and
+    with lone surrogates (``"\\ud800"`` decodes to one) replaced: no driver can encode them."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def storable(value: Any) -> Any:
