@@ -12,7 +12,8 @@ job's ``result`` is one of:
   AssemblyAI API, word and utterance times are **milliseconds** while ``audio_duration`` is
   **seconds**; everything in a ``Transcript`` is seconds.
 
-The shape is detected from the data; the model's catalog family only breaks ties. A shape
+The shape is detected from the data; the model's family (listed, or guessed from its id's
+prefix) only breaks ties, so a model the catalog does not list still normalizes. A shape
 we cannot read is a ``PermanentError``: the job is stored as failed with the keys we saw.
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tasks.answers import storable
-from tasks.catalog import Family, family_of
+from tasks.catalog import Family, guess_family
 from tasks.errors import PermanentError
 from tasks.models import Segment, Transcript, Usage, Word
 
@@ -250,7 +251,7 @@ def normalize(result: Mapping[str, Any] | None, *, model: str | None = None) -> 
         raise PermanentError(f"unknown result shape: a {type(result).__name__}, not an object")
     # Rows landed before answers were cleaned at the boundary may still hold NUL or NaN.
     result = storable(result)
-    hint = family_of(model) if model else None
+    hint = guess_family(model) if model else None
     family = detect_family(result, hint=hint)
     if family is None:
         keys = ", ".join(sorted(map(str, result))[:20]) or "none"

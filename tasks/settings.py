@@ -60,6 +60,8 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
+    prices_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +166,7 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "prices_file": "STT_PRICES_FILE",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
