@@ -62,6 +62,8 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
     prices_file: str | None = None
+    # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +115,11 @@ class Settings:
                 "STT_VISIBILITY_TIMEOUT",
                 f"must be larger than STT_POLL_MAX_DELAY ({self.poll_max_delay:g} s), "
                 f"got {self.visibility_timeout:g}",
+            )
+
+        if self.metrics_port > 65535:
+            raise ConfigurationError(
+                "STT_METRICS_PORT", f"must be a TCP port (1-65535), got {self.metrics_port}"
             )
 
     @property
@@ -167,6 +174,7 @@ ENV_NAMES: dict[str, str] = {
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
     "prices_file": "STT_PRICES_FILE",
+    "metrics_port": "STT_METRICS_PORT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -204,6 +212,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "metrics_port": _number(int),
 }
 
 

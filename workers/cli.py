@@ -406,11 +406,24 @@ def _price_table() -> dict[str, PricedModel]:
 @cli.command()
 @click.option("--jobs", "n_jobs", type=int, default=9, show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the demo folder (database, logs).")
-def demo(n_jobs: int, keep: bool) -> None:
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Emulated processing time of every job (default: 0.3 x the audio's length).",
+)
+@click.option(
+    "--broker",
+    type=click.Choice(["filesystem", "sqlite"]),
+    default="filesystem",
+    hidden=True,  # the measured alternative (bench/demo_runs.py), not a user choice
+)
+def demo(n_jobs: int, keep: bool, job_seconds: float | None, broker: str) -> None:
     """Run the whole pipeline locally: emulator, worker, embedded broker, SQLite."""
     from workers.demo import run_demo
 
-    sys.exit(run_demo(n_jobs=n_jobs, keep=keep))
+    sys.exit(run_demo(n_jobs=n_jobs, keep=keep, job_seconds=job_seconds, broker=broker))
 
 
 # -- reports: stats and usage from the store ---------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -131,8 +131,14 @@ def result(record: JobRecord, fmt: str) -> str:
     return to_srt(transcript) if fmt == "srt" else to_vtt(transcript)
 
 
-def wait_with_progress(job_ids: Sequence[str], *, timeout: float) -> list[JobRecord]:
-    """Show a live progress bar until every job is final (or ``timeout``); return them."""
+def wait_with_progress(
+    job_ids: Sequence[str], *, timeout: float, check: Callable[[], None] | None = None
+) -> list[JobRecord]:
+    """Show a live progress bar until every job is final (or ``timeout``); return them.
+
+    ``check`` runs before each look at the store; it raises to stop waiting (the demo
+    uses it to notice at once that its worker or emulator died).
+    """
     from tasks.runtime import get_store
 
     store = get_store()
@@ -140,6 +146,8 @@ def wait_with_progress(job_ids: Sequence[str], *, timeout: float) -> list[JobRec
     done: dict[str, JobRecord] = {}
     with click.progressbar(length=len(job_ids), label="transcribing", file=sys.stderr) as bar:
         while len(done) < len(job_ids) and time.monotonic() < deadline:
+            if check is not None:
+                check()
             pending = [i for i in job_ids if i not in done]
             fresh = [r for r in store.get_many(pending) if r.done]
             for record in fresh:
