@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tasks.errors import (
         ConfigurationError,
         EnqueueError,
+        IdempotencyKeyReused,
         InvalidInput,
         PermanentError,
         STTError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "ConfigurationError": "tasks.errors",
     "EnqueueError": "tasks.errors",
+    "IdempotencyKeyReused": "tasks.errors",
     "InvalidInput": "tasks.errors",
     "PermanentError": "tasks.errors",
     "STTError": "tasks.errors",
@@ -48,6 +50,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "ConfigurationError",
     "EnqueueError",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "JobRecord",
     "JobStatus",

@@ -75,6 +75,7 @@ _HIDDEN = frozenset(
         "callback_error",
         "callback_delivered_at",
         "callback_next_at",
+        "request_fingerprint",  # internal: what a reused idempotency key is compared on
     }
 )
 

@@ -20,7 +20,6 @@ from the bytes and again from the decoded answer, so it reaches no row, error or
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from tasks import metrics
+from tasks.answers import AnswerTooComplex, decode_answer
 from tasks.deadline import DeadlineAdapter, Scope, deadline, mount
 from tasks.envelopes import (
     MAX_ERROR_BODY_BYTES,
@@ -257,7 +257,11 @@ class STTClient:
                 request_id=request_id,
             )
         try:
-            data = json.loads(body)
+            data = decode_answer(body)
+        except AnswerTooComplex as exc:
+            raise PermanentError(
+                f"{what}: {exc}", status_code=status, request_id=request_id
+            ) from None
         except ValueError:
             snippet = truncate(self._scrub(body[:SNIPPET_CHARS].decode("utf-8", "replace")))
             raise PermanentError(

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "DestinationRefused",
     "EnqueueError",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "PermanentError",
     "RateLimited",
@@ -123,6 +124,22 @@ class InvalidInput(STTError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.detail = message  # without the field: for callers that name the field already
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An idempotency key sent again with other parameters than its first request.
+
+    As Stripe answers ``idempotency_error``: the key names one request, so reusing it for
+    another is the caller's bug. Returning the first request's job would hand one caller
+    another's transcript. The message quotes neither request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "idempotency_key",
+            "was already used with other parameters; a key can only be retried with the "
+            "same parameters as its first request (use a new key for a new request)",
+        )
 
 
 class ConfigurationError(STTError):

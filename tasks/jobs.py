@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
 from tasks.celeryconfig import celery_config
-from tasks.errors import EnqueueError
+from tasks.errors import EnqueueError, IdempotencyKeyReused
 from tasks.models import JobStatus
 from tasks.pipeline import pipeline_signature
 from tasks.redact import redact_url
@@ -92,11 +92,15 @@ def transcribe(
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    tenant: str | None = None,
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
     Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
-    ``idempotency_key`` seen before, returns that job's handle and enqueues nothing.
+    ``idempotency_key`` seen before in the same ``tenant`` (a web app passes the caller's
+    account: keys are unique per tenant), returns that job's handle and enqueues nothing;
+    the same key with other parameters raises ``IdempotencyKeyReused`` (as Stripe does).
+    A call whose enqueue failed does not spend its key: retrying it enqueues the job.
     With a ``callback_url``, the stored result is POSTed there when the job ends, signed
     with ``STT_CALLBACK_SECRET`` (see ``tasks.signing``); without that setting this raises
     ``ConfigurationError`` rather than accept a job whose callback could never be sent.
@@ -117,6 +121,7 @@ def transcribe(
         idempotency_key=idempotency_key,
         callback_url=callback_url,
         callback_allow=get_settings().callback_allow_networks,
+        tenant=tenant,
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()
@@ -125,15 +130,18 @@ def transcribe(
         record, created = store.create_job(request)
     except DBAPIError as exc:
         raise _database_unreachable(get_settings(), exc) from exc
+    if not created and record.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused()
     if created:
         try:
             _celery_app()  # make sure the shared tasks bind to a configured app
             pipeline_signature(record.id).apply_async()
         except Exception as exc:
-            # The row exists; say so rather than leave a job nobody will ever drive.
+            # The row exists; say so rather than leave a job nobody will ever drive, and
+            # free its key for the caller's retry.
             error = _broker_unreachable(get_settings(), exc, record.id)
             try:
-                store.finish(record.id, JobStatus.FAILED, error=error.message)
+                store.fail_unenqueued(record.id, error=error.message)
             except DBAPIError:
                 log.warning("job %s: could not record that it was not enqueued", record.id)
             raise error from exc

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from tasks.client import STTClient
+from tasks.envelopes import truncate
 from tasks.errors import PermanentError, RateLimited, TransientError
 from tasks.inflight import InFlightLimiter
-from tasks.models import JobStatus, Phase
+from tasks.models import JobStatus, Phase, Transcript
 from tasks.normalize import normalize
 from tasks.polling import PollPolicy, next_poll_delay
 from tasks.pricing import estimate_cost
@@ -29,12 +30,26 @@ __all__ = [
     "PollRef",
     "Reschedule",
     "UnrecordedSubmit",
+    "finish_completed",
     "poll_once",
     "store_outcome",
     "submit_job",
 ]
 
 log = logging.getLogger(__name__)
+
+# What a database refuses for the value written, not for its own trouble: PostgreSQL's
+# DataError (NUL in text, integer out of range, NaN in json), SQLite's driver errors for
+# an int past 64 bits. Trying again cannot help. (A lost connection is an OperationalError:
+# the task's retry handles it.)
+UNSTORABLE = (DataError, ArithmeticError, ValueError, TypeError)
+
+
+def unstorable_reason(exc: BaseException) -> str:
+    """Why the database refused, without the statement or its parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[:1]
+    return truncate(f"{type(cause).__name__}: {first[0] if first else 'no detail'}", 200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,14 +251,27 @@ def poll_once(
             store, ref, generation.status, polls, delay, now, generation.status, now.timestamp()
         )
 
-    store.land_result(
-        ref.job_id,
-        server_status=generation.status,
-        raw_result=generation.result,
-        error=generation.error,
-        polls=polls,
-        finished_at=now,
-    )
+    try:
+        store.land_result(
+            ref.job_id,
+            server_status=generation.status,
+            raw_result=generation.result,
+            error=generation.error,
+            polls=polls,
+            finished_at=now,
+        )
+    except UNSTORABLE as exc:
+        # Retrying cannot make the database take this answer: end the job, keep why.
+        reason = f"the server's answer could not be stored: {unstorable_reason(exc)}"
+        store.land_result(
+            ref.job_id,
+            server_status=generation.status,
+            raw_result=None,
+            error=reason,
+            polls=polls,
+            finished_at=now,
+        )
+        return Outcome(ref.job_id, JobStatus.FAILED, reason)
     if generation.phase is Phase.COMPLETED:
         return Outcome(ref.job_id, JobStatus.COMPLETED, pending_at=ref.pending_at)
     return Outcome(
@@ -293,10 +321,34 @@ def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord
         return store.finish_and_get(
             record.id, JobStatus.FAILED, error=f"unreadable result: {exc}", now=now
         )
-    return store.finish_and_get(
-        record.id,
-        JobStatus.COMPLETED,
-        transcript=transcript,
-        cost_usd=estimate_cost(record.model, transcript.usage),
-        now=now,
-    )
+    except Exception as exc:
+        # A result normalize cannot read is a bug or a broken answer, never a passing
+        # fault: the row does not change, so a retry (or the sweeper's re-drive) would
+        # fail the same way forever. End the job; the log keeps the traceback.
+        log.exception("job %s: reading its result failed", record.id)
+        error = f"unreadable result: {type(exc).__name__}"
+        return store.finish_and_get(record.id, JobStatus.FAILED, error=error, now=now)
+    return finish_completed(store, record, transcript, now=now)
+
+
+def finish_completed(
+    store: Store, record: JobRecord, transcript: Transcript, *, now: datetime
+) -> JobRecord | None:
+    """Store the transcript; a transcript the database refuses ends the job ``failed``.
+
+    ``normalize`` hands over only bounded numbers and text without NUL, so the refusal is
+    the last line of defence: without it the row would stay unfinished and the sweeper
+    would re-drive the store step every few minutes, forever.
+    """
+    try:
+        return store.finish_and_get(
+            record.id,
+            JobStatus.COMPLETED,
+            transcript=transcript,
+            cost_usd=estimate_cost(record.model, transcript.usage),
+            now=now,
+        )
+    except UNSTORABLE as exc:
+        error = f"the result could not be stored: {unstorable_reason(exc)}"
+        log.warning("job %s: %s", record.id, error)
+        return store.finish_and_get(record.id, JobStatus.FAILED, error=error, now=now)

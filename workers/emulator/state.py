@@ -34,6 +34,8 @@ class State:
         self.dice = FaultDice(config.seed)
         self.session: aiohttp.ClientSession | None = None  # for local audio downloads
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+        # Scripted poll answers (``force-scripted-<name>``): name -> (HTTP status, body).
+        self.answers: dict[str, tuple[int, bytes]] = {}
 
     def log_request(self, method: str, path: str) -> dict[str, Any]:
         """Log a ``/v1/...`` request as it arrives; the caller fills in how it ended.
@@ -66,6 +68,7 @@ class State:
         self.stats = RequestStats()
         self.dice = FaultDice(self.config.seed)
         self.requests.clear()
+        self.answers.clear()
 
 
 STATE = web.AppKey("state", State)

@@ -31,6 +31,14 @@ def _form_number(raw: str) -> object:
         return raw  # let validation name the field
 
 
+def _tenant(request: HttpRequest) -> str | None:
+    """Whose request this is: idempotency keys are unique per tenant, so two customers who
+    pick the same key get two jobs. A real app takes it from its own authentication
+    (``request.user``); this example reads the ``X-Tenant`` header that the authenticating
+    gateway in front of it sets (and strips from what clients send)."""
+    return request.headers.get("X-Tenant") or None
+
+
 def _request_fields(request: HttpRequest) -> dict[str, Any]:
     """The job's fields from a JSON body or a form; ``InvalidInput`` names a bad one."""
     if request.content_type == "application/json":
@@ -54,10 +62,15 @@ def _request_fields(request: HttpRequest) -> dict[str, Any]:
 
 @require_POST
 def create_job(request: HttpRequest) -> JsonResponse:
-    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input;
-    503 when the broker or the database is down (nothing was enqueued: try again)."""
+    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input, and on
+    an idempotency key reused with other parameters (``IdempotencyKeyReused``); 503 when
+    the broker or the database is down (nothing was enqueued: try again)."""
     try:
-        handle = transcribe(**_request_fields(request), callback_url=settings.STT_CALLBACK_URL)
+        handle = transcribe(
+            **_request_fields(request),
+            callback_url=settings.STT_CALLBACK_URL,
+            tenant=_tenant(request),
+        )
     except InvalidInput as exc:
         return JsonResponse({"field": exc.field, "error": str(exc)}, status=400)
     except EnqueueError as exc:

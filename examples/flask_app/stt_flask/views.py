@@ -29,6 +29,14 @@ def _form_number(raw: str) -> object:
         return raw  # let validation name the field
 
 
+def _tenant() -> str | None:
+    """Whose request this is: idempotency keys are unique per tenant, so two customers who
+    pick the same key get two jobs. A real app takes it from its own authentication (the
+    signed-in account); this example reads the ``X-Tenant`` header that the authenticating
+    gateway in front of it sets (and strips from what clients send)."""
+    return request.headers.get("X-Tenant") or None
+
+
 def _request_fields() -> dict[str, Any]:
     """The job's fields from a JSON body or a form; ``InvalidInput`` names a bad one."""
     if request.is_json:
@@ -51,11 +59,14 @@ def _request_fields() -> dict[str, Any]:
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
-    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input;
-    503 when the broker or the database is down (nothing was enqueued: try again)."""
+    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input, and on
+    an idempotency key reused with other parameters (``IdempotencyKeyReused``); 503 when
+    the broker or the database is down (nothing was enqueued: try again)."""
     try:
         handle = transcribe(
-            **_request_fields(), callback_url=current_app.config["STT_CALLBACK_URL"]
+            **_request_fields(),
+            callback_url=current_app.config["STT_CALLBACK_URL"],
+            tenant=_tenant(),
         )
     except InvalidInput as exc:
         return jsonify(field=exc.field, error=str(exc)), 400
