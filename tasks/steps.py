@@ -64,7 +64,8 @@ class PollRef:
             "polls": self.polls,
             "chain": self.chain,
             "lease": self.lease,
-            "status": self.status,
+            # Not "status": that key marks an Outcome's message (parse_message).
+            "server_status": self.status,
         }
 
 
@@ -122,7 +123,7 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
         int(message.get("polls", 0)),
         int(message.get("chain", 0)),
         None if lease is None else float(lease),
-        message.get("status"),
+        message.get("server_status"),
     )
 
 
@@ -329,6 +330,11 @@ def poll_once(
     attempt += ref.polls
     polls = attempt + 1
     if now.timestamp() >= ref.deadline:
+        # Polls write the row only now and then: leave the count true for the timed-out row.
+        if not store.record_poll(
+            ref.job_id, server_status=ref.status, polls=attempt, due_at=now, chain=ref.chain
+        ):
+            return Stale(f"job {ref.job_id}: chain {ref.chain} no longer owns it")
         return Outcome(
             ref.job_id,
             JobStatus.TIMEOUT,
