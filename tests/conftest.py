@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.stack",
     "tests.fixtures.reliability",
+    "tests.fixtures.beat",
+    "tests.fixtures.scripted_api",
 ]
