@@ -34,8 +34,10 @@ __all__ = [
 ]
 
 # A submit's claim outlives its request (connect + read timeout) by this much: the answer
-# is recorded milliseconds after it arrives, the rest is slack for a busy worker.
-CLAIM_EXTRA = 30.0
+# is recorded milliseconds after it arrives, the rest is slack for a busy worker (the
+# sweeper's grace comes on top). Kept short: a submit lost mid-create (kill -9, FLUSHALL)
+# is re-driven only once this lease and the grace have run out.
+CLAIM_EXTRA = 10.0
 # A poll's lease runs this long past its next countdown, so that a poll need not write
 # the row every time; it also absorbs a little queueing before the sweeper's grace starts.
 LEASE_EXTRA = 20.0

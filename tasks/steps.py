@@ -200,12 +200,19 @@ def submit_job(
     if known_generation_id is not None:
         return _record(store, job_id, known_generation_id, chain=chain, now=now, policy=policy)
     if record.generation_id is not None:
+        # A submit redelivered after its job was recorded (its worker died before the
+        # poll was sent): take over into polling, from the chain the row names.
         lease = poll_lease(now + timedelta(seconds=policy.first_delay))
-        if not store.claim(job_id, chain=chain, status=JobStatus.SUBMITTED, due_at=lease):
+        owner = record.chain
+        if not store.claim(job_id, chain=owner, status=JobStatus.SUBMITTED, due_at=lease):
             return Stale(f"job {job_id} is submitted and owned by another chain")
-        ref = resume_ref(record, policy, chain=chain + 1, lease=lease.timestamp())
+        ref = resume_ref(record, policy, chain=owner + 1, lease=lease.timestamp())
         assert ref is not None
         return ref
+    if record.chain != chain:
+        # Fenced out without a write (a re-drive replaced this chain); the CAS writes
+        # below catch a re-drive that lands after this read.
+        return Stale(f"job {job_id} is owned by chain {record.chain}, not {chain}")
     if now.timestamp() - record.enqueued_at.timestamp() >= submit_deadline:
         return Outcome(
             job_id,
@@ -216,7 +223,8 @@ def submit_job(
         if in_flight is not None:
             in_flight.acquire(job_id, deferrals=deferrals)
     except RateLimited as exc:
-        return _submit_later(store, job_id, chain, exc.retry_after, now, str(exc), deferred=True)
+        wait = exc.retry_after
+        return _submit_later(store, job_id, chain, wait, now, str(exc), deferred=True, read=record)
     if not store.claim(
         job_id, chain=chain, status=JobStatus.PENDING, due_at=claim_lease(now, claim_for)
     ):
@@ -261,10 +269,19 @@ def _submit_later(
     reason: str,
     *,
     deferred: bool,
+    read: JobRecord | None = None,
 ) -> SubmitLater | Stale:
-    """Write when the submit comes back (its due time) before sleeping on it."""
-    until = now + timedelta(seconds=delay)
-    if not store.defer(job_id, until=until, chain=chain, count_attempt=not deferred):
+    """Write when the submit comes back (its due time, as a lease) before sleeping on it.
+
+    ``read``: the row as this step read it, if nothing was written since; a wait its
+    lease already covers then writes nothing (a backlog of submits waiting for the
+    in-flight cap would otherwise write the row on every turn).
+    """
+    next_at = now + timedelta(seconds=delay)
+    lease = None if read is None or read.due_at is None else read.due_at.timestamp()
+    if lease is not None and not needs_renewal(lease, next_at):
+        return SubmitLater(delay, chain, reason, deferred)
+    if not store.defer(job_id, until=poll_lease(next_at), chain=chain, count_attempt=not deferred):
         return Stale(f"job {job_id} is owned by another chain")
     return SubmitLater(delay, chain, reason, deferred)
 
