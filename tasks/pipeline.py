@@ -96,7 +96,7 @@ def _db_retry(self: Task, exc: Exception, retries: int, **retry: Any) -> Excepti
         full_jitter=True,
     )
     log.warning("%s: database error, retry in %d s: %s", self.name, delay, exc)
-    return self.retry(countdown=delay, **retry)  # type: ignore[no-any-return]
+    return self.retry(exc=exc, countdown=delay, **retry)  # type: ignore[no-any-return]
 
 
 def _stale(self: Task, result: Stale) -> Exception:

@@ -20,7 +20,7 @@ from tasks.inflight import InFlightLimiter
 from tasks.lease import claim_lease, needs_renewal, poll_lease
 from tasks.models import JobStatus, Phase
 from tasks.normalize import normalize
-from tasks.polling import PollPolicy, next_poll_delay, submit_retry_delay
+from tasks.polling import SUBMIT_MAX_RETRIES, PollPolicy, next_poll_delay, submit_retry_delay
 from tasks.pricing import estimate_cost
 from tasks.redact import redact_url
 from tasks.store import JobRecord, Store, status_for_row
@@ -171,9 +171,9 @@ def submit_job(
     *,
     policy: PollPolicy,
     now: datetime,
-    claim_for: float,
-    submit_deadline: float,
-    max_retries: int,
+    claim_for: float = 35.0,
+    submit_deadline: float = 86400.0,
+    max_retries: int = SUBMIT_MAX_RETRIES,
     chain: int = 0,
     attempt: int = 0,
     in_flight: InFlightLimiter | None = None,
@@ -189,6 +189,7 @@ def submit_job(
     already on the row takes over into polling. Every wait (a shared limit's, a retry's
     backoff) is written as the job's due time before the task sleeps on it.
     ``attempt`` counts transient failures so far; ``max_retries`` bounds them.
+    ``claim_for``: the create request's longest time (connect + read timeout).
     A database error right after the create raises ``UnrecordedSubmit`` carrying the new
     id; the retry passes it back as ``known_generation_id`` and only records it.
     """
