@@ -36,6 +36,7 @@ from tasks.lease import poll_lease
 from tasks.models import JobStatus
 from tasks.monitoring import ReadableTask
 from tasks.polling import PollPolicy
+from tasks.reschedule import reschedule
 from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
@@ -174,7 +175,7 @@ def submit(
     return result.to_message()
 
 
-@shared_task(name="stt.poll", bind=True, **_SELF_COUNTED)
+@shared_task(name="stt.poll", bind=True, send_events=False, **_SELF_COUNTED)
 def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     """Ask the server once; re-schedule itself while the job is pending."""
     ref = parse_message(message)
@@ -206,7 +207,9 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
             "deferrals": deferrals + result.deferred,
             "db_retries": db_retries,
         }
-        raise self.retry(args=(again,), countdown=result.delay)
+        # A planned wait: no Retry exception (tasks/reschedule.py); the new lease rides along.
+        reschedule(self, result.delay, args=(again,))
+        return again
     _release(ref.job_id)
     return result.to_message()
 
