@@ -114,6 +114,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "task_routes": {"stt.*": {"queue": "stt"}},
-        # Run `celery -A workers.celery_app beat` once per deployment for this.
-        "beat_schedule": {"stt-sweep": {"task": "stt.sweep", "schedule": 60.0}},
+        # Run `stt-workers beat` once per deployment for this (STT_SWEEP_INTERVAL).
+        "beat_schedule": {"stt-sweep": {"task": "stt.sweep", "schedule": settings.sweep_interval}},
     }

@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEY = "stt:inflight"
 # Longer than any gap between two polls of a live job (15 s schedule cap, 300 s
-# Retry-After cap, 60 s rate-limit wait) plus the sweeper's 360 s grace to re-drive a lost
-# poll, so a healthy job never loses its slot; short enough that a vanished one frees it.
+# Retry-After cap, 60 s rate-limit wait) plus the time the sweeper takes to re-drive a
+# lost poll (lease + STT_SWEEP_GRACE + interval, backing off to minutes), so a healthy job
+# never loses its slot; short enough that a vanished one frees it.
 LEASE_SECONDS = 900.0
 # A submit refused by the cap asks again after 1, 1.5, 2.25 ... up to 15 s (jittered):
 # jobs are seen finished on the poll schedule (at most 15 s apart), so asking for a slot

@@ -10,32 +10,39 @@ cap, see docs/rate-limits.md) re-schedules itself for the wait it was told, with
 of such deferrals in its arguments: they are not attempts, so they neither use up
 ``submit_max_retries`` nor lengthen the poll schedule.
 
-A database error in any step is retried by Celery's own ``autoretry_for`` backoff: the
-step is idempotent and the row is the source of truth, so trying again is always safe.
+A database error in any step is retried with exponential backoff, at most
+``DB_MAX_RETRIES`` times: the step is idempotent and the row is the source of truth, so
+trying again is always safe, and a step that gives up is re-driven by the sweeper from
+its row once it is overdue (tasks/sweep.py). No step retries without bound.
+
+A step that finds another step chain owning its job (``Stale``: the fence of
+tasks/lease.py) ends with Celery's ``Ignore``: nothing to store, nothing to pass on.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
+from celery.exceptions import Ignore
 from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from tasks import metrics, runtime
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
-from tasks.errors import RateLimited, TransientError
+from tasks.lease import poll_lease
 from tasks.models import JobStatus
 from tasks.monitoring import ReadableTask
-from tasks.polling import PollPolicy, submit_retry_delay
+from tasks.polling import PollPolicy
 from tasks.reschedule import reschedule
 from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
     Reschedule,
+    Stale,
+    SubmitLater,
     UnrecordedSubmit,
     parse_message,
     poll_once,
@@ -44,13 +51,14 @@ from tasks.steps import (
     submit_job,
 )
 from tasks.store import utcnow as _now
-from tasks.sweep import DEFAULT_GRACE, find_overdue
+from tasks.sweep import CALLBACK_GRACE, Step, find_candidates, find_lost_callbacks, plan_sweep
 
 __all__ = ["callback", "pipeline_signature", "poll", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
 # Database trouble: back off 2, 4, 8 ... up to 60 s, for about 40 minutes in all.
+DB_MAX_RETRIES = 40
 _DB_RETRY: dict[str, Any] = {
     # Flower and the log show arguments readable and redacted (tasks/monitoring.py).
     "base": ReadableTask,
@@ -58,12 +66,15 @@ _DB_RETRY: dict[str, Any] = {
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "retry_jitter": True,
-    "max_retries": 40,
+    "max_retries": DB_MAX_RETRIES,
 }
 
 
 # submit and poll count their own attempts (submit_max_retries, the poll deadline), so
-# Celery's retry cap is off for them; it still bounds store's database retries.
+# Celery's retry cap is off for them: they count their database retries in the message.
+_SELF_COUNTED: dict[str, Any] = {"base": ReadableTask, "max_retries": None}
+# Delivery attempts are counted on the row; Celery's cap bounds them and the database
+# retries together.
 _UNCAPPED = {**_DB_RETRY, "max_retries": None}
 
 
@@ -72,11 +83,27 @@ def _in_worker(**_: Any) -> None:
     runtime.mark_worker()
 
 
-def _defer(self: Task, job_id: str, exc: RateLimited, **retry: Any) -> Exception:
-    """Re-schedule the step after the wait a shared limit asked for (not an attempt)."""
-    runtime.get_store().defer(job_id, until=_now() + timedelta(seconds=exc.retry_after))
-    log.debug("job %s: %s waits %.2f s (%s)", job_id, self.name, exc.retry_after, exc)
-    return self.retry(countdown=exc.retry_after, **retry)  # type: ignore[no-any-return]
+def _db_retry(self: Task, exc: Exception, retries: int, **retry: Any) -> Exception:
+    """Retry after a database error with backoff; past ``DB_MAX_RETRIES`` stop (``Ignore``):
+    the row still says when the step was due, and the sweeper re-drives it from there."""
+    if retries >= DB_MAX_RETRIES:
+        log.error("%s gave up after %d database errors: %s", self.name, retries, exc)
+        stop: Exception = Ignore()
+        return stop
+    delay: int = get_exponential_backoff_interval(
+        factor=_DB_RETRY["retry_backoff"],
+        retries=retries,
+        maximum=_DB_RETRY["retry_backoff_max"],
+        full_jitter=True,
+    )
+    log.warning("%s: database error, retry in %d s: %s", self.name, delay, exc)
+    return self.retry(exc=exc, countdown=delay, **retry)  # type: ignore[no-any-return]
+
+
+def _stale(self: Task, result: Stale) -> Exception:
+    log.info("%s stops: %s", self.name, result.reason)
+    stop: Exception = Ignore()
+    return stop
 
 
 def _release(job_id: str) -> None:
@@ -86,15 +113,22 @@ def _release(job_id: str) -> None:
         in_flight.release(job_id)
 
 
-@shared_task(name="stt.submit", bind=True, **_UNCAPPED)
+@shared_task(name="stt.submit", bind=True, **_SELF_COUNTED)
 def submit(
-    self: Task, job_id: str, deferrals: int = 0, generation_id: str | None = None
+    self: Task,
+    job_id: str,
+    deferrals: int = 0,
+    generation_id: str | None = None,
+    chain: int = 0,
+    db_retries: int = 0,
 ) -> dict[str, Any]:
     """Create the job at the API once and record its ``generation_id``.
 
-    ``deferrals`` counts the waits a shared limit imposed (they are not attempts).
-    ``generation_id`` is only set by our own retry after the database refused to record
-    a job the API had just created: the retry records it rather than create another.
+    ``deferrals`` counts the waits a shared limit imposed and ``db_retries`` the database
+    errors (neither is an attempt). ``chain`` is the fence this message holds (see
+    tasks/lease.py). ``generation_id`` is only set by our own retry after the database
+    refused to record a job the API had just created: the retry records it rather than
+    create another.
     """
     settings = get_settings()
     try:
@@ -104,41 +138,44 @@ def submit(
             job_id,
             policy=PollPolicy.from_settings(settings),
             now=_now(),
+            claim_for=settings.connect_timeout + settings.read_timeout,
+            submit_deadline=settings.submit_deadline,
+            max_retries=settings.submit_max_retries,
+            chain=chain,
+            attempt=self.request.retries - deferrals - db_retries,
             in_flight=runtime.get_in_flight(),
             deferrals=deferrals,
             known_generation_id=generation_id,
         )
-    except RateLimited as exc:
-        raise _defer(self, job_id, exc, kwargs={"deferrals": deferrals + 1}) from None
     except UnrecordedSubmit as exc:
-        delay = get_exponential_backoff_interval(
-            factor=_DB_RETRY["retry_backoff"],
-            retries=self.request.retries,
-            maximum=_DB_RETRY["retry_backoff_max"],
-            full_jitter=True,
-        )
-        log.warning("%s: database error, recording it in %d s", exc, delay)
-        raise self.retry(
-            args=(job_id,),
-            kwargs={"deferrals": deferrals, "generation_id": exc.generation_id},
-            countdown=delay,
-        ) from None
-    except TransientError as exc:
-        attempt = self.request.retries - deferrals
-        runtime.get_store().count_submit_attempt(job_id)
-        if attempt >= settings.submit_max_retries:
-            message = f"submit gave up after {attempt + 1} attempts: {exc}"
-            _release(job_id)
+        if db_retries >= DB_MAX_RETRIES:  # never create again: end the job with the reason
+            message = f"{exc}: gave up after {db_retries} database errors"
             return Outcome(job_id, JobStatus.FAILED, message).to_message()
-        delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
-        log.info("job %s: submit retry %d in %.1f s (%s)", job_id, attempt + 1, delay, exc)
-        raise self.retry(countdown=delay) from None
+        again = {"deferrals": deferrals, "generation_id": exc.generation_id, "chain": exc.chain}
+        raise _db_retry(
+            self, exc, db_retries, kwargs={**again, "db_retries": db_retries + 1}
+        ) from None
+    except DBAPIError as exc:
+        again = {"deferrals": deferrals, "generation_id": generation_id, "chain": chain}
+        raise _db_retry(
+            self, exc, db_retries, kwargs={**again, "db_retries": db_retries + 1}
+        ) from None
+    if isinstance(result, Stale):
+        raise _stale(self, result)
+    if isinstance(result, SubmitLater):
+        log.info("job %s: submit again in %.1f s (%s)", job_id, result.delay, result.reason)
+        kwargs = {
+            "deferrals": deferrals + result.deferred,
+            "chain": result.chain,
+            "db_retries": db_retries,
+        }
+        raise self.retry(args=(job_id,), kwargs=kwargs, countdown=result.delay)
     if isinstance(result, Outcome):
         _release(job_id)
     return result.to_message()
 
 
-@shared_task(name="stt.poll", bind=True, send_events=False, **_UNCAPPED)
+@shared_task(name="stt.poll", bind=True, send_events=False, **_SELF_COUNTED)
 def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     """Ask the server once; re-schedule itself while the job is pending."""
     ref = parse_message(message)
@@ -146,6 +183,7 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         return message
     settings = get_settings()
     deferrals = int(message.get("deferrals", 0))
+    db_retries = int(message.get("db_retries", 0))
     in_flight = runtime.get_in_flight()
     if in_flight is not None:
         in_flight.refresh(ref.job_id)  # it is at the API: keep (or retake) its slot
@@ -154,18 +192,24 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
             runtime.get_store(),
             runtime.get_client(),
             ref,
-            attempt=self.request.retries - deferrals,
+            attempt=self.request.retries - deferrals - db_retries,
             policy=PollPolicy.from_settings(settings),
             now=_now(),
         )
-    except RateLimited as exc:
-        again = {**message, "deferrals": deferrals + 1}
-        raise _defer(self, ref.job_id, exc, args=(again,)) from None
+    except DBAPIError as exc:
+        again = {**message, "db_retries": db_retries + 1}
+        raise _db_retry(self, exc, db_retries, args=(again,)) from None
+    if isinstance(result, Stale):
+        raise _stale(self, result)
     if isinstance(result, Reschedule):
-        again = {**message, "pending_at": result.pending_at}  # for tasks.metrics' lag
-        # A planned wait: no Retry exception (tasks/reschedule.py).
+        again = {
+            **result.ref.to_message(),
+            "deferrals": deferrals + result.deferred,
+            "db_retries": db_retries,
+        }
+        # A planned wait: no Retry exception (tasks/reschedule.py); the new lease rides along.
         reschedule(self, result.delay, args=(again,))
-        return message
+        return again
     _release(ref.job_id)
     return result.to_message()
 
@@ -213,48 +257,72 @@ def callback(self: Task, job_id: str) -> None:
 
 
 @shared_task(name="stt.sweep", ignore_result=True)
-def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
-    """Re-enqueue the step each overdue job needs (run it periodically from beat)."""
+def sweep(grace: float | None = None) -> dict[str, int]:
+    """Re-drive the step of each overdue job (beat sends this every STT_SWEEP_INTERVAL).
+
+    ``grace`` defaults to ``STT_SWEEP_GRACE``; given explicitly (tests, operators), it
+    also replaces the callbacks' longer grace.
+    """
+    settings = get_settings()
     store_ = runtime.get_store()
     now = _now()
-    overdue = find_overdue(store_, now=now, grace=grace)
-    policy = PollPolicy.from_settings(get_settings())
-    for job_id in overdue.submit:
-        pipeline_signature(job_id).apply_async()
-    for job_id in overdue.poll:
-        record = store_.get(job_id)
-        ref = resume_ref(record, policy) if record is not None else None
-        if ref is not None:
-            chain(poll.s(ref.to_message()), store.s()).apply_async()
-    for job_id in overdue.store:
-        record = store_.get(job_id)
-        if record is not None:
-            finished = (
-                JobStatus.COMPLETED if record.server_status == "completed" else JobStatus.ERROR
+    policy = PollPolicy.from_settings(settings)
+    step_grace = settings.sweep_grace if grace is None else grace
+    plan = plan_sweep(
+        find_candidates(store_, now=now, grace=step_grace),
+        now=now,
+        grace=step_grace,
+        submit_deadline=settings.submit_deadline,
+        poll_deadline=policy.deadline,
+    )
+    counts = {step.value: 0 for step in Step} | {"callback": 0}
+    for action in plan:
+        # The step is due now; its lease covers queueing, as a poll's does.
+        lease = poll_lease(now)
+        if not store_.redrive(action.job_id, chain=action.chain, due_at=lease):
+            continue  # its chain moved on since the read: it is alive
+        owner = action.chain + 1
+        counts[action.step.value] += 1
+        if action.step is Step.SUBMIT:
+            pipeline_signature(action.job_id, owner=owner).apply_async()
+        elif action.step is Step.POLL:
+            record = store_.get(action.job_id)
+            ref = (
+                None
+                if record is None
+                else resume_ref(record, policy, chain=owner, lease=lease.timestamp())
             )
-            store.delay(Outcome(job_id, finished, record.error).to_message())
-    for job_id in overdue.callback:
+            if ref is not None:
+                chain(poll.s(ref.to_message()), store.s()).apply_async()
+        elif action.step is Step.STORE:
+            record = store_.get(action.job_id)
+            if record is not None:
+                finished = (
+                    JobStatus.COMPLETED if record.server_status == "completed" else JobStatus.ERROR
+                )
+                store.delay(Outcome(action.job_id, finished, record.error).to_message())
+        else:
+            store.delay(Outcome(action.job_id, JobStatus.TIMEOUT, action.reason).to_message())
+    callback_grace = max(step_grace, CALLBACK_GRACE) if grace is None else grace
+    for job_id in find_lost_callbacks(store_, now=now, grace=callback_grace):
         callback.delay(job_id)
         mark_callback_pending(store_, job_id, now=now)
-    counts = {
-        "submit": len(overdue.submit),
-        "poll": len(overdue.poll),
-        "store": len(overdue.store),
-        "callback": len(overdue.callback),
-    }
+        counts["callback"] += 1
     metrics.sweep_redrove(counts)
     if any(counts.values()):
         log.warning("sweep re-drove overdue jobs: %s", counts)
     return counts
 
 
-def pipeline_signature(job_id: str) -> Any:
+def pipeline_signature(job_id: str, *, owner: int = 0) -> Any:
     """The chain for one job; ``.apply_async()`` it to start the job.
 
     The first poll waits ``STT_POLL_FIRST_DELAY`` after the submit: no server finishes a
     job the instant it was created (it is queued first), so an immediate poll only costs a
     request; waiting saves about one API request per job at no lag (docs/benchmarks.md,
     benchmark 2). A submit that failed passes its outcome on after that wait too.
+    ``owner`` is the fence the submit holds: 0 for a new job, the sweeper's for a re-drive.
     """
     first = get_settings().poll_first_delay
-    return chain(submit.si(job_id), poll.s().set(countdown=first), store.s())
+    head = submit.si(job_id, chain=owner) if owner else submit.si(job_id)
+    return chain(head, poll.s().set(countdown=first), store.s())

@@ -73,8 +73,11 @@ class JobRow(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     callback_url: Mapped[str | None] = mapped_column(Text)
 
-    generation_id: Mapped[str | None] = mapped_column(String(100), index=True)
-    server_status: Mapped[str | None] = mapped_column(String(32))
+    # Text, not VARCHAR(n): any id the API hands out must be recordable (an id that is not
+    # recorded is a job created again by the next submit). The status word is kept cut to
+    # tasks.store.MAX_SERVER_STATUS_CHARS; its meaning never depends on the cut.
+    generation_id: Mapped[str | None] = mapped_column(Text, index=True)
+    server_status: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     words: Mapped[list[Any] | None] = mapped_column(JSON)
     segments: Mapped[list[Any] | None] = mapped_column(JSON)
@@ -97,7 +100,14 @@ class JobRow(Base):
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     stored_at: Mapped[datetime | None]
-    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When the job's current step is next due: its lease. Every re-schedule of every step
+    # writes it; the sweeper re-drives only a job whose step is overdue (tasks/sweep.py).
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The fence: which step chain owns the job. A claim or a re-drive moves it on with a
+    # compare-and-set, so a late or duplicate chain finds itself stale and stops.
+    chain: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How often the sweeper re-drove the job: its backoff (tasks/lease.py).
+    redrives: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Completion callback delivery (tasks/callbacks.py): NULL until the job ends, then
     # pending -> delivered | failed.

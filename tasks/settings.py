@@ -75,6 +75,14 @@ class Settings:
     prices_file: str | None = None
     # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
     metrics_port: int = 0
+    # The sweeper (tasks/sweep.py): how often beat sends it, and how far past its due time
+    # a job's step must be before it is re-driven. Every step records when it is next due,
+    # so the grace only covers queueing and clock skew between hosts (docs/reliability.md).
+    sweep_interval: float = 30.0
+    sweep_grace: float = 30.0
+    # A job not submitted within this many seconds of being enqueued ends as "timeout"
+    # (a backlog behind STT_MAX_IN_FLIGHT or a long outage of the API, not a lost message).
+    submit_deadline: float = 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +135,8 @@ class Settings:
                 "STT_RATE_LIMIT_REDIS_URL",
                 "is needed for STT_API_RATE_LIMIT / STT_MAX_IN_FLIGHT when the broker is not Redis",
             )
+        if self.sweep_interval <= 0:
+            raise ConfigurationError("STT_SWEEP_INTERVAL", "must be positive")
         # With acks_late a poll waiting on its countdown is unacked the whole time: a
         # timeout below the longest countdown would redeliver healthy polls.
         if self.visibility_timeout <= self.poll_max_delay:
@@ -197,6 +207,9 @@ ENV_NAMES: dict[str, str] = {
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
     "prices_file": "STT_PRICES_FILE",
     "metrics_port": "STT_METRICS_PORT",
+    "sweep_interval": "STT_SWEEP_INTERVAL",
+    "sweep_grace": "STT_SWEEP_GRACE",
+    "submit_deadline": "STT_SUBMIT_DEADLINE",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -289,6 +302,9 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
     "metrics_port": _number(int),
+    "sweep_interval": _number(float),
+    "sweep_grace": _number(float),
+    "submit_deadline": _number(float),
 }
 
 

@@ -8,7 +8,7 @@ arguments, so it is testable without a broker.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,17 +18,20 @@ from tasks.client import STTClient
 from tasks.envelopes import truncate
 from tasks.errors import PermanentError, RateLimited, TransientError
 from tasks.inflight import InFlightLimiter
+from tasks.lease import claim_lease, needs_renewal, poll_lease
 from tasks.models import JobStatus, Phase, Transcript
 from tasks.normalize import normalize
-from tasks.polling import PollPolicy, next_poll_delay
+from tasks.polling import SUBMIT_MAX_RETRIES, PollPolicy, next_poll_delay, submit_retry_delay
 from tasks.pricing import estimate_cost
 from tasks.redact import redact_url
-from tasks.store import JobRecord, Store
+from tasks.store import JobRecord, Store, status_for_row
 
 __all__ = [
     "Outcome",
     "PollRef",
     "Reschedule",
+    "Stale",
+    "SubmitLater",
     "UnrecordedSubmit",
     "finish_completed",
     "poll_once",
@@ -62,6 +65,11 @@ class PollRef:
     # Polls made before this message: a job the sweeper re-drives keeps counting (and
     # keeps its place in the backoff schedule) instead of starting again from zero.
     polls: int = 0
+    # The fence this poll chain holds (tasks/lease.py), the lease it last wrote (epoch
+    # seconds; None: unknown, renew at once) and the status word the row holds as of it.
+    chain: int = 0
+    lease: float | None = None
+    status: str | None = None
     # When the API last said "not finished" (epoch s): the create, then each pending poll.
     # The server finished after it; tasks.metrics estimates detection lag from it.
     pending_at: float | None = None
@@ -72,6 +80,10 @@ class PollRef:
             "generation_id": self.generation_id,
             "deadline": self.deadline,
             "polls": self.polls,
+            "chain": self.chain,
+            "lease": self.lease,
+            # Not "status": that key marks an Outcome's message (parse_message).
+            "server_status": self.status,
             "pending_at": self.pending_at,
         }
 
@@ -96,11 +108,31 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """Poll again after ``delay`` seconds; ``pending_at`` goes into the next message."""
+    """Poll again after ``delay`` seconds, with ``ref`` (its lease and status brought up
+    to date). ``deferred``: a shared limit's wait, not a poll."""
 
     delay: float
     reason: str
-    pending_at: float | None = None
+    ref: PollRef
+    deferred: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitLater:
+    """Submit again after ``delay`` seconds as chain ``chain``. ``deferred``: a shared
+    limit's wait (not an attempt); else a transient failure (an attempt)."""
+
+    delay: float
+    chain: int
+    reason: str
+    deferred: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """Another step chain owns the job, or it ended: this one stops, doing nothing."""
+
+    reason: str
 
 
 def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
@@ -111,11 +143,16 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
         return Outcome(
             message["job_id"], JobStatus(message["status"]), message.get("error"), pending_at
         )
+    lease = message.get("lease")
+    # Fields absent in messages from before they existed: chain 0 is every old row's.
     return PollRef(
         message["job_id"],
         message["generation_id"],
         float(message["deadline"]),
-        int(message.get("polls", 0)),  # absent in messages from before the field existed
+        int(message.get("polls", 0)),
+        int(message.get("chain", 0)),
+        None if lease is None else float(lease),
+        message.get("server_status"),
         pending_at,
     )
 
@@ -125,24 +162,36 @@ def _deadline(record: JobRecord, policy: PollPolicy) -> float:
     return started.timestamp() + policy.deadline
 
 
-def resume_ref(record: JobRecord, policy: PollPolicy) -> PollRef | None:
-    """The poll reference of a submitted job, rebuilt from its row (None if not submitted)."""
+def resume_ref(
+    record: JobRecord, policy: PollPolicy, *, chain: int | None = None, lease: float | None = None
+) -> PollRef | None:
+    """The poll reference of a submitted job, rebuilt from its row (None if not submitted),
+    for the chain ``chain`` (default: the row's) holding ``lease``."""
     if record.generation_id is None:
         return None
-    return PollRef(record.id, record.generation_id, _deadline(record, policy), record.polls)
+    return PollRef(
+        record.id,
+        record.generation_id,
+        _deadline(record, policy),
+        record.polls,
+        record.chain if chain is None else chain,
+        lease,
+        record.server_status,
+    )
 
 
 class UnrecordedSubmit(Exception):
     """The API created the job but the database refused its ``generation_id``.
 
-    The task retries with the id in hand (``known_generation_id``) so the retry records it
-    instead of creating a second, orphaned job at the API.
+    The task retries with the id in hand (``known_generation_id``), as the chain that
+    claimed the job, so the retry records it instead of creating a second, orphaned job.
     """
 
-    def __init__(self, job_id: str, generation_id: str) -> None:
-        super().__init__(f"job {job_id}: created as {generation_id}, not yet recorded")
+    def __init__(self, job_id: str, generation_id: str, chain: int) -> None:
+        super().__init__(f"job {job_id}: created as {generation_id[:100]}, not yet recorded")
         self.job_id = job_id
         self.generation_id = generation_id
+        self.chain = chain
 
 
 def submit_job(
@@ -152,15 +201,25 @@ def submit_job(
     *,
     policy: PollPolicy,
     now: datetime,
+    claim_for: float = 35.0,
+    submit_deadline: float = 86400.0,
+    max_retries: int = SUBMIT_MAX_RETRIES,
+    chain: int = 0,
+    attempt: int = 0,
     in_flight: InFlightLimiter | None = None,
     deferrals: int = 0,
     known_generation_id: str | None = None,
-) -> PollRef | Outcome:
+) -> PollRef | Outcome | SubmitLater | Stale:
     """Create the server-side job once, record its id, hand over to polling.
 
-    A redelivered submit finds the generation id already on the row and does not create a
-    second job at the API. ``TransientError`` propagates: the task retries it; so does
-    ``RateLimited`` (the in-flight cap or the rate limit said "not yet", nothing was sent).
+    ``chain`` is the fence the message holds (tasks/lease.py). Before ``POST /create`` the
+    submit claims the job (``chain -> chain + 1``, a lease of ``claim_for`` seconds plus
+    slack): a second submit of the same job (redelivered, re-driven) fails that claim and
+    stops (``Stale``) instead of creating again. A submit finding a ``generation_id``
+    already on the row takes over into polling. Every wait (a shared limit's, a retry's
+    backoff) is written as the job's due time before the task sleeps on it.
+    ``attempt`` counts transient failures so far; ``max_retries`` bounds them.
+    ``claim_for``: the create request's longest time (connect + read timeout).
     A database error right after the create raises ``UnrecordedSubmit`` carrying the new
     id; the retry passes it back as ``known_generation_id`` and only records it.
     """
@@ -169,16 +228,39 @@ def submit_job(
         return Outcome(job_id, JobStatus.FAILED, f"job {job_id} is not in the store")
     if record.done:
         return Outcome(job_id, record.status, record.error)
-    ref = resume_ref(record, policy)
-    if ref is not None:
-        return ref
     if known_generation_id is not None:
-        store.mark_submitted(job_id, known_generation_id, now=now)
-        return PollRef(
-            job_id, known_generation_id, now.timestamp() + policy.deadline, 0, now.timestamp()
+        return _record(store, job_id, known_generation_id, chain=chain, now=now, policy=policy)
+    if record.generation_id is not None:
+        # A submit redelivered after its job was recorded (its worker died before the
+        # poll was sent): take over into polling, from the chain the row names.
+        lease = poll_lease(now + timedelta(seconds=policy.first_delay))
+        owner = record.chain
+        if not store.claim(job_id, chain=owner, status=JobStatus.SUBMITTED, due_at=lease):
+            return Stale(f"job {job_id} is submitted and owned by another chain")
+        ref = resume_ref(record, policy, chain=owner + 1, lease=lease.timestamp())
+        assert ref is not None
+        return ref
+    if record.chain != chain:
+        # Fenced out without a write (a re-drive replaced this chain); the CAS writes
+        # below catch a re-drive that lands after this read.
+        return Stale(f"job {job_id} is owned by chain {record.chain}, not {chain}")
+    if now.timestamp() - record.enqueued_at.timestamp() >= submit_deadline:
+        return Outcome(
+            job_id,
+            JobStatus.TIMEOUT,
+            f"not submitted within the {submit_deadline:.0f} s submit deadline",
         )
-    if in_flight is not None:
-        in_flight.acquire(job_id, deferrals=deferrals)
+    try:
+        if in_flight is not None:
+            in_flight.acquire(job_id, deferrals=deferrals)
+    except RateLimited as exc:
+        wait = exc.retry_after
+        return _submit_later(store, job_id, chain, wait, now, str(exc), deferred=True, read=record)
+    if not store.claim(
+        job_id, chain=chain, status=JobStatus.PENDING, due_at=claim_lease(now, claim_for)
+    ):
+        return Stale(f"job {job_id} is claimed by another chain")
+    owner = chain + 1
     try:
         generation = client.create(
             model=record.model,
@@ -187,23 +269,101 @@ def submit_job(
             prompt=record.prompt,
             temperature=record.temperature,
         )
+    except RateLimited as exc:  # the shared rate limit: nothing was sent
+        return _submit_later(store, job_id, owner, exc.retry_after, now, str(exc), deferred=True)
+    except TransientError as exc:
+        if attempt >= max_retries:
+            store.count_submit_attempt(job_id)
+            message = f"submit gave up after {attempt + 1} attempts: {exc}"
+            return Outcome(job_id, JobStatus.FAILED, message)
+        delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
+        return _submit_later(store, job_id, owner, delay, now, str(exc), deferred=False)
     except PermanentError as exc:
         store.count_submit_attempt(job_id)
         # The error already says how it was refused ("rejected: ...", "unauthorized ...").
         return Outcome(job_id, JobStatus.FAILED, f"submit {exc}")
-    try:
-        store.mark_submitted(job_id, generation.generation_id, now=now)
-    except DBAPIError as exc:
-        raise UnrecordedSubmit(job_id, generation.generation_id) from exc
     log.info(
         "job %s submitted as %s (%s, %s)",
         job_id,
-        generation.generation_id,
+        generation.generation_id[:100],
         record.model,
         redact_url(record.url),
     )
+    return _record(store, job_id, generation.generation_id, chain=owner, now=now, policy=policy)
+
+
+def _submit_later(
+    store: Store,
+    job_id: str,
+    chain: int,
+    delay: float,
+    now: datetime,
+    reason: str,
+    *,
+    deferred: bool,
+    read: JobRecord | None = None,
+) -> SubmitLater | Stale:
+    """Write when the submit comes back (its due time, as a lease) before sleeping on it.
+
+    ``read``: the row as this step read it, if nothing was written since; a wait its
+    lease already covers then writes nothing (a backlog of submits waiting for the
+    in-flight cap would otherwise write the row on every turn).
+    """
+    next_at = now + timedelta(seconds=delay)
+    lease = None if read is None or read.due_at is None else read.due_at.timestamp()
+    if lease is not None and not needs_renewal(lease, next_at):
+        return SubmitLater(delay, chain, reason, deferred)
+    if not store.defer(job_id, until=poll_lease(next_at), chain=chain, count_attempt=not deferred):
+        return Stale(f"job {job_id} is owned by another chain")
+    return SubmitLater(delay, chain, reason, deferred)
+
+
+def _record(
+    store: Store,
+    job_id: str,
+    generation_id: str,
+    *,
+    chain: int,
+    now: datetime,
+    policy: PollPolicy,
+) -> PollRef | Outcome | Stale:
+    """Record a generation the API created, as chain ``chain``; hand over to polling.
+
+    If the claim ran out meanwhile and another chain owns the job, the id is still recorded
+    (a job at the API is better known than orphaned) and that chain, finding it, takes over
+    into polling. A value the database refuses outright ends the job ``failed``: retrying
+    could not record it, and creating again would only make another.
+    """
+    lease = poll_lease(now + timedelta(seconds=policy.first_delay))
     deadline = now.timestamp() + policy.deadline
-    return PollRef(job_id, generation.generation_id, deadline, 0, now.timestamp())
+    try:
+        if store.mark_submitted(job_id, generation_id, now=now, chain=chain, due_at=lease):
+            return PollRef(
+                job_id,
+                generation_id,
+                deadline,
+                chain=chain,
+                lease=lease.timestamp(),
+                pending_at=now.timestamp(),
+            )
+        if store.mark_submitted(job_id, generation_id, now=now, due_at=now):
+            return Stale(f"job {job_id}: recorded {generation_id[:100]} for the chain owning it")
+    except DataError as exc:
+        reason = str(exc.orig or exc).splitlines()[0]
+        return Outcome(
+            job_id,
+            JobStatus.FAILED,
+            f"the API created generation {generation_id[:100]!r} but the database cannot "
+            f"record it ({reason}); not created again",
+        )
+    except DBAPIError as exc:
+        raise UnrecordedSubmit(job_id, generation_id, chain) from exc
+    log.warning(
+        "job %s: created again as %s while already submitted (orphaned at the API)",
+        job_id,
+        generation_id[:100],
+    )
+    return Stale(f"job {job_id} was already submitted")
 
 
 def poll_once(
@@ -214,15 +374,23 @@ def poll_once(
     attempt: int,
     policy: PollPolicy,
     now: datetime,
-) -> Reschedule | Outcome:
+) -> Reschedule | Outcome | Stale:
     """Ask the server once; say when to ask again, or how the job ended.
 
     ``attempt`` counts this message's retries; ``ref.polls`` the polls before it (a
-    re-driven job), so the count and the backoff carry on where they were.
+    re-driven job), so the count and the backoff carry on where they were. The row is
+    written only when the status word changed or the chain's lease would run out before
+    the next poll (tasks/lease.py); such a write finding another chain owning the job
+    returns ``Stale``.
     """
     attempt += ref.polls
     polls = attempt + 1
     if now.timestamp() >= ref.deadline:
+        # Polls write the row only now and then: leave the count true for the timed-out row.
+        if not store.record_poll(
+            ref.job_id, server_status=ref.status, polls=attempt, due_at=now, chain=ref.chain
+        ):
+            return Stale(f"job {ref.job_id}: chain {ref.chain} no longer owns it")
         return Outcome(
             ref.job_id,
             JobStatus.TIMEOUT,
@@ -231,8 +399,8 @@ def poll_once(
         )
     try:
         generation = client.get(ref.generation_id)
-    except RateLimited:
-        raise  # not a poll: the task waits its turn without touching the schedule
+    except RateLimited as exc:  # not a poll: wait its turn without touching the schedule
+        return _reschedule(store, ref, None, attempt, exc.retry_after, now, str(exc), deferred=True)
     except TransientError as exc:
         delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
         return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}", ref.pending_at)
@@ -290,17 +458,24 @@ def _reschedule(
     delay: float,
     now: datetime,
     reason: str,
-    pending_at: float | None,
-) -> Reschedule:
+    pending_at: float | None = None,
+    *,
+    deferred: bool = False,
+) -> Reschedule | Stale:
     # Never sleep past the deadline: the last poll lands on it and reports the timeout.
     delay = max(0.0, min(delay, ref.deadline - now.timestamp()))
-    store.record_poll(
-        ref.job_id,
-        server_status=server_status,
-        polls=polls,
-        next_poll_at=now + timedelta(seconds=delay),
-    )
-    return Reschedule(delay, reason, pending_at)
+    next_at = now + timedelta(seconds=delay)
+    status = ref.status if server_status is None else status_for_row(server_status)
+    if pending_at is not None:
+        ref = replace(ref, pending_at=pending_at)  # carried on for tasks.metrics' lag
+    if status == ref.status and not needs_renewal(ref.lease, next_at):
+        return Reschedule(delay, reason, replace(ref), deferred)
+    lease = poll_lease(next_at)
+    if not store.record_poll(
+        ref.job_id, server_status=status, polls=polls, due_at=lease, chain=ref.chain
+    ):
+        return Stale(f"job {ref.job_id}: chain {ref.chain} no longer owns it")
+    return Reschedule(delay, reason, replace(ref, lease=lease.timestamp(), status=status), deferred)
 
 
 def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord | None:

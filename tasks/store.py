@@ -7,6 +7,7 @@ guarded by the row's status, which makes every step safe to run twice.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,11 +37,31 @@ from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
 from tasks.schema import JobRow
 from tasks.validation import JobRequest, request_fingerprint
 
-__all__ = ["IDS_PER_QUERY", "JobRecord", "Store", "sqlite_file"]
+__all__ = [
+    "IDS_PER_QUERY",
+    "MAX_SERVER_STATUS_CHARS",
+    "JobRecord",
+    "Store",
+    "sqlite_file",
+    "status_for_row",
+]
 
 # Ids in one ``IN (...)``: below every database's bind-parameter limit (SQLite's was 999
 # before 3.32), and large enough that 100,000 ids take ~110 queries.
 IDS_PER_QUERY = 900
+
+# The server's status word as the row keeps it: control characters stripped, then cut to
+# this many characters. Only for people and the log: the pipeline acts on the whole word
+# (an unknown word of any length is pending until the deadline, see tasks.models).
+MAX_SERVER_STATUS_CHARS = 64
+
+
+def status_for_row(word: str | None) -> str | None:
+    """``word`` as the ``server_status`` column keeps it (see MAX_SERVER_STATUS_CHARS)."""
+    if word is None:
+        return None
+    printable = "".join(c for c in word if unicodedata.category(c)[0] != "C")
+    return printable[:MAX_SERVER_STATUS_CHARS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +99,7 @@ class JobRecord:
     submitted_at: datetime | None
     finished_at: datetime | None
     stored_at: datetime | None
-    next_poll_at: datetime | None
+    due_at: datetime | None
     callback_status: str | None = None
     callback_attempts: int | None = 0
     callback_error: str | None = None
@@ -86,6 +107,8 @@ class JobRecord:
     callback_next_at: datetime | None = None
     idempotency_scope: str = ""
     request_fingerprint: str | None = None
+    chain: int = 0
+    redrives: int = 0
 
     @property
     def done(self) -> bool:
@@ -207,7 +230,12 @@ class Store:
             request_fingerprint=request.fingerprint,
             callback_url=request.callback_url,
             enqueued_at=now or utcnow(),
+            chain=0,
+            redrives=0,
         )
+        # Its submit is due at once: a message that never reaches a worker is overdue
+        # from here (tasks/sweep.py).
+        row.due_at = row.enqueued_at
         try:
             with self.session() as session:
                 session.add(row)
@@ -230,18 +258,57 @@ class Store:
         self._write(statement.values(idempotency_key=None))
 
     def mark_submitted(
-        self, job_id: str, generation_id: str, *, now: datetime | None = None
-    ) -> None:
-        """Record the generation id the moment the API hands it out (never overwrite one)."""
+        self,
+        job_id: str,
+        generation_id: str,
+        *,
+        now: datetime | None = None,
+        chain: int | None = None,
+        due_at: datetime | None = None,
+    ) -> bool:
+        """Record the generation id the moment the API hands it out (never overwrite one).
+
+        With ``chain``, only while that chain owns the job; ``due_at``: the first poll's
+        lease. Returns whether the row changed.
+        """
         now = now or utcnow()
-        self._write(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.generation_id.is_(None))
-            .values(
-                generation_id=generation_id,
-                status=JobStatus.SUBMITTED.value,
-                submitted_at=now,
-                submit_attempts=JobRow.submit_attempts + 1,
+        statement = update(JobRow).where(JobRow.id == job_id, JobRow.generation_id.is_(None))
+        if chain is not None:
+            statement = statement.where(JobRow.chain == chain)
+        return bool(
+            self._write(
+                statement.values(
+                    generation_id=generation_id,
+                    status=JobStatus.SUBMITTED.value,
+                    submitted_at=now,
+                    submit_attempts=JobRow.submit_attempts + 1,
+                    due_at=due_at,
+                )
+            )
+        )
+
+    def claim(self, job_id: str, *, chain: int, status: JobStatus, due_at: datetime) -> bool:
+        """Compare-and-set the fence: ``chain -> chain + 1`` with a lease until ``due_at``,
+        only if the job is still in ``status`` and ``chain`` still owns it.
+
+        A submit claims before ``POST /create``, so two submits of one job cannot both
+        create it; False means another chain owns the job (or it ended): stop.
+        """
+        return bool(
+            self._write(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.chain == chain, JobRow.status == status.value)
+                .values(chain=chain + 1, due_at=due_at)
+            )
+        )
+
+    def redrive(self, job_id: str, *, chain: int, due_at: datetime) -> bool:
+        """The sweeper's claim: like ``claim``, and counts the re-drive (its backoff)."""
+        return bool(
+            self._write(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.chain == chain, JobRow.status.not_in(_FINAL))
+                .values(chain=chain + 1, redrives=JobRow.redrives + 1, due_at=due_at)
             )
         )
 
@@ -253,31 +320,52 @@ class Store:
         )
 
     def record_poll(
-        self, job_id: str, *, server_status: str | None, polls: int, next_poll_at: datetime | None
-    ) -> None:
+        self,
+        job_id: str,
+        *,
+        server_status: str | None,
+        polls: int,
+        due_at: datetime | None,
+        chain: int | None = None,
+    ) -> bool:
         """Note a poll and when the next one is due (what the sweeper watches).
 
-        ``polls`` never goes down: a late duplicate poll chain (a message the sweeper
-        re-drove that was only slow, not lost) must not rewind the count.
+        ``polls`` never goes down: a late duplicate poll chain must not rewind the count.
+        With ``chain``, only while that chain owns the job; False means it does not (or
+        the job ended): the poll chain stops.
         """
         monotonic = case((JobRow.polls < polls, polls), else_=JobRow.polls)
-        self._write(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-            .values(server_status=server_status, polls=monotonic, next_poll_at=next_poll_at)
+        statement = update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+        if chain is not None:
+            statement = statement.where(JobRow.chain == chain)
+        return bool(
+            self._write(
+                statement.values(
+                    server_status=status_for_row(server_status), polls=monotonic, due_at=due_at
+                )
+            )
         )
 
-    def defer(self, job_id: str, *, until: datetime) -> None:
-        """Note that the job's next step waits for a shared limit until ``until``.
-
-        Kept in ``next_poll_at`` (for a pending job: the next submit), so the sweeper
-        does not mistake a job that waits its turn for one whose message was lost.
+    def defer(
+        self,
+        job_id: str,
+        *,
+        until: datetime,
+        chain: int | None = None,
+        count_attempt: bool = False,
+    ) -> bool:
+        """Note that the job's next step comes back at ``until`` (a shared limit's wait, a
+        submit retry's backoff), so the sweeper does not take a job that waits its turn
+        for one whose message was lost. With ``chain``, only while that chain owns the
+        job; ``count_attempt`` also counts a failed submit attempt.
         """
-        self._write(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-            .values(next_poll_at=until)
-        )
+        values: dict[str, Any] = {"due_at": until}
+        if count_attempt:
+            values["submit_attempts"] = JobRow.submit_attempts + 1
+        statement = update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
+        if chain is not None:
+            statement = statement.where(JobRow.chain == chain)
+        return bool(self._write(statement.values(**values)))
 
     def land_result(
         self,
@@ -299,12 +387,13 @@ class Store:
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.finished_at.is_(None))
             .values(
-                server_status=server_status,
+                server_status=status_for_row(server_status),
                 raw_result=raw_result,
                 error=error,
                 polls=polls,
                 finished_at=finished_at,
-                next_poll_at=None,
+                # The store step is due now: a lost one is re-driven from here.
+                due_at=finished_at,
             )
         )
 
@@ -413,13 +502,15 @@ def _finish_statement(job_id: str, status: JobStatus, **fields: Unpack[FinishFie
         "status": status.value,
         "error": fields.get("error"),
         "stored_at": fields.get("now") or utcnow(),
-        "next_poll_at": None,
+        "due_at": None,
         "cost_usd": fields.get("cost_usd"),
     }
     # Columns a first sighting may already hold (``land_result``): only overwrite with a value.
     for column in ("raw_result", "finished_at", "server_status", "polls"):
         if fields.get(column) is not None:
             values[column] = fields[column]
+    if "server_status" in values:
+        values["server_status"] = status_for_row(values["server_status"])
     transcript = fields.get("transcript")
     if transcript is not None:
         values.update(

@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.reliability",
     "tests.fixtures.audio_files",
+    "tests.fixtures.beat",
+    "tests.fixtures.scripted_api",
 ]

@@ -73,6 +73,12 @@ def rows(url: str) -> list[dict[str, Any]]:
     return [dict(row) for row in result]
 
 
+def as_of_0002(row: dict[str, Any]) -> dict[str, Any]:
+    """A v0.1.0 row as it reads after 0002_core."""
+    upgraded = {k: v for k, v in row.items() if k != "next_poll_at"}
+    return {**upgraded, "due_at": row["next_poll_at"], "chain": 0, "redrives": 0}
+
+
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = stack_env(broker_url="redis://127.0.0.1:1/0", database_url=url, api_base="", api_key="")
     return subprocess.run(
@@ -97,7 +103,9 @@ def test_a_v0_1_0_database_with_jobs_upgrades_with_its_rows_intact(empty_url: st
     assert f"from v0.1.0 (no alembic_version) to {migrate.head()}" in done.stdout
     assert migrate.current_revision(empty_url) == migrate.head()
     after = rows(empty_url)
-    assert [{k: r[k] for k in before[0]} for r in after] == before
+    # 0002_core renamed next_poll_at to due_at and added the fence columns, at 0.
+    expected = [as_of_0002(row) for row in before]
+    assert [{k: r[k] for k in expected[0]} for r in after] == expected
     # 0003: existing keys fall in the unscoped '' scope; fingerprints are computed later.
     assert {(r["idempotency_scope"], r["request_fingerprint"]) for r in after} == {("", None)}
     # The store reads every column family back, and keeps working on the old rows.
@@ -110,6 +118,12 @@ def test_a_v0_1_0_database_with_jobs_upgrades_with_its_rows_intact(empty_url: st
     assert completed.enqueued_at.isoformat() == "2025-01-02T03:04:05+00:00"
     (pending,) = store.list_jobs(status=JobStatus.PENDING)
     assert store.find_by_idempotency_key("v010-pending") == pending
+    assert pending.chain == 0 and pending.redrives == 0
+    # An id longer than v0.1.0's VARCHAR(100) is recorded whole on an old row.
+    long_id = "gen-" + "x" * 296
+    assert store.claim(pending.id, chain=0, status=JobStatus.PENDING, due_at=pending.enqueued_at)
+    assert store.mark_submitted(pending.id, long_id, chain=1)
+    assert store.get(pending.id).generation_id == long_id  # type: ignore[union-attr]
     assert store.finish(pending.id, JobStatus.FAILED, error="after the upgrade")
     store.close()
     again = cli(empty_url, "migrate")

@@ -69,7 +69,7 @@ def test_generation_id_is_never_overwritten(store: Store) -> None:
 def test_land_then_finish_stores_transcript_usage_and_timings(store: Store) -> None:
     record, _ = store.create_job(_request(), now=T0)  # type: ignore[arg-type]
     store.mark_submitted(record.id, "g1", now=T0 + timedelta(seconds=1))
-    store.record_poll(record.id, server_status="generating", polls=1, next_poll_at=T0)
+    store.record_poll(record.id, server_status="generating", polls=1, due_at=T0)
     raw = {
         "text": "hello world",
         "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13},
@@ -126,7 +126,7 @@ def test_land_then_finish_stores_transcript_usage_and_timings(store: Store) -> N
     assert got.polls == 2
     assert got.finished_at == T0 + timedelta(seconds=9)
     assert got.stored_at == T0 + timedelta(seconds=10)
-    assert got.next_poll_at is None
+    assert got.due_at is None
 
 
 def test_finish_is_idempotent(store: Store) -> None:

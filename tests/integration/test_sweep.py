@@ -6,9 +6,8 @@ import time
 
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
-from tasks.pipeline import sweep
 from tests.fixtures.stack import Stack
-from tests.integration.test_pipeline import wait_all
+from tests.integration.test_faults_broker import sweep_until_done
 
 
 def test_sweep_finishes_jobs_after_worker_killed_and_broker_flushed(stack: Stack) -> None:
@@ -26,8 +25,10 @@ def test_sweep_finishes_jobs_after_worker_killed_and_broker_flushed(stack: Stack
     time.sleep(4)  # long enough for every server job to finish
     assert not any(r.done for r in stack.store.get_many(ids)), "nothing should drive them"
 
-    sweep.delay(grace=0)  # through the broker, as beat would send it
-    records = wait_all(stack, ids, timeout=60)
+    # Through the broker, as beat would send it. Each poll's lease (due_at) runs past its
+    # next countdown by LEASE_EXTRA; only then is the job overdue and re-driven.
+    records = sweep_until_done(stack, ids, timeout=90, grace=0)
     assert all(r.status is JobStatus.COMPLETED for r in records)
     creates = stack.emulator.create_counts()
     assert all(creates[url] == 1 for url in urls)  # re-driven by polling, not re-created
+    assert all(r.redrives >= 1 for r in records), [r.redrives for r in records]

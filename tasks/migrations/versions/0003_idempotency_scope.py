@@ -7,7 +7,7 @@
 - The unique constraint moves from ``idempotency_key`` to (scope, key).
 
 Revision ID: 0003_idempotency_scope
-Revises: 0001_initial
+Revises: 0002_core
 Create Date: 2026-12-01
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_idempotency_scope"
-down_revision: str | Sequence[str] | None = "0001_initial"
+down_revision: str | Sequence[str] | None = "0002_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
