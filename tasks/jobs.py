@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery, current_app, current_task
 
 from tasks import runtime
+from tasks.broker import check_producer
 from tasks.celeryconfig import celery_config
 from tasks.models import JobStatus
 from tasks.pipeline import pipeline_signature
@@ -92,7 +93,9 @@ def transcribe(
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
-    Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
+    Raises ``InvalidInput`` naming the field before anything is stored or enqueued, and
+    ``BrokerMisconfigured`` if the app's Celery configuration lacks
+    ``tasks.celeryconfig.producer_config()`` on RabbitMQ. With an
     ``idempotency_key`` seen before, returns that job's handle and enqueues nothing.
     With a ``callback_url``, the stored result is POSTed there when the job ends, signed
     with ``STT_CALLBACK_SECRET`` (see ``tasks.signing``); without that setting this raises
@@ -110,11 +113,13 @@ def transcribe(
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()
+    # Bind the shared tasks to a configured app, and refuse (before storing anything) one
+    # that publishes to RabbitMQ without the quorum queue (tasks.broker).
+    check_producer(_celery_app())
     store = runtime.get_store()
     record, created = store.create_job(request)
     if created:
         try:
-            _celery_app()  # make sure the shared tasks bind to a configured app
             pipeline_signature(record.id).apply_async()
         except Exception as exc:
             # The row exists; say so rather than leave a job nobody will ever drive.

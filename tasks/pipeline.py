@@ -26,6 +26,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
+from tasks.broker import broker_countdown, broker_kind
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
@@ -71,11 +72,17 @@ def _in_worker(**_: Any) -> None:
     runtime.mark_worker()
 
 
+def _later(seconds: float) -> float:
+    """The countdown to publish for this wait on the configured broker (whole seconds on
+    RabbitMQ, whose delay queues count in seconds: see ``tasks.broker``)."""
+    return broker_countdown(broker_kind(get_settings().broker_url), seconds)
+
+
 def _defer(self: Task, job_id: str, exc: RateLimited, **retry: Any) -> Exception:
     """Re-schedule the step after the wait a shared limit asked for (not an attempt)."""
     runtime.get_store().defer(job_id, until=_now() + timedelta(seconds=exc.retry_after))
     log.debug("job %s: %s waits %.2f s (%s)", job_id, self.name, exc.retry_after, exc)
-    return self.retry(countdown=exc.retry_after, **retry)  # type: ignore[no-any-return]
+    return self.retry(countdown=_later(exc.retry_after), **retry)  # type: ignore[no-any-return]
 
 
 def _release(job_id: str) -> None:
@@ -120,7 +127,7 @@ def submit(
         raise self.retry(
             args=(job_id,),
             kwargs={"deferrals": deferrals, "generation_id": exc.generation_id},
-            countdown=delay,
+            countdown=_later(delay),
         ) from None
     except TransientError as exc:
         attempt = self.request.retries - deferrals
@@ -131,7 +138,7 @@ def submit(
             return Outcome(job_id, JobStatus.FAILED, message).to_message()
         delay = submit_retry_delay(attempt, retry_after=exc.retry_after)
         log.info("job %s: submit retry %d in %.1f s (%s)", job_id, attempt + 1, delay, exc)
-        raise self.retry(countdown=delay) from None
+        raise self.retry(countdown=_later(delay)) from None
     if isinstance(result, Outcome):
         _release(job_id)
     return result.to_message()
@@ -161,7 +168,7 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         again = {**message, "deferrals": deferrals + 1}
         raise _defer(self, ref.job_id, exc, args=(again,)) from None
     if isinstance(result, Reschedule):
-        raise self.retry(countdown=result.delay)
+        raise self.retry(countdown=_later(result.delay))
     _release(ref.job_id)
     return result.to_message()
 
@@ -202,7 +209,7 @@ def callback(self: Task, job_id: str) -> None:
             result.error,
             result.delay,
         )
-        raise self.retry(countdown=result.delay)
+        raise self.retry(countdown=_later(result.delay))
 
 
 @shared_task(name="stt.sweep", ignore_result=True)
@@ -248,5 +255,5 @@ def pipeline_signature(job_id: str) -> Any:
     request; waiting saves about one API request per job at no lag (docs/benchmarks.md,
     benchmark 2). A submit that failed passes its outcome on after that wait too.
     """
-    first = get_settings().poll_first_delay
+    first = _later(get_settings().poll_first_delay)
     return chain(submit.si(job_id), poll.s().set(countdown=first), store.s())

@@ -26,6 +26,10 @@ MIN_SECRET_CHARS = 16
 _SECRETS = ("api_key", "callback_secret")
 # Seconds before Redis redelivers an unacked message; see tasks/celeryconfig.py for why 900.
 DEFAULT_VISIBILITY_TIMEOUT = 900.0
+# Countdowns one worker may hold in memory on a broker without delayed delivery (Redis):
+# about 12 KB each, so this keeps a worker near 300 MB (docs/benchmarks.md, "Held
+# countdowns"); beyond it the messages wait in the broker for this or another worker.
+DEFAULT_ETA_TASK_LIMIT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Celery's worker_eta_task_limit; 0 means no limit (only sensible on RabbitMQ).
+    eta_task_limit: int = DEFAULT_ETA_TASK_LIMIT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +170,7 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "eta_task_limit": "STT_ETA_TASK_LIMIT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -201,6 +208,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "eta_task_limit": _number(int),
 }
 
 
