@@ -17,8 +17,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from celery import Celery
 from kombu import Connection, Exchange, Queue
 
+from tasks.broker import BrokerMisconfigured
+from tasks.celeryconfig import producer_config
 from tasks.jobs import TranscriptionHandle, transcribe
 from tasks.models import JobStatus
 from tests.fixtures.rabbitmq import RabbitMQ
@@ -179,3 +183,24 @@ def test_kill_9_of_one_of_three_workers_delays_no_poll_past_one_interval(
     # One interval, plus the second the broker's delay queues round up to, plus slack for a
     # loaded machine: far below Redis's visibility timeout either way.
     assert worst <= POLL_INTERVAL + 1 + 5, sorted(gaps)[-5:]
+
+
+def test_transcribe_refuses_a_web_app_publishing_to_rabbitmq_without_the_quorum_queue(
+    make_stack: Callable[..., Stack], amqp_url: str
+) -> None:
+    """A web app's own Celery app with only a broker URL and a route (the pre-RabbitMQ
+    README lines) would declare a classic queue: transcribe() says what to add instead,
+    and stores nothing."""
+    stack = make_stack(STT_BROKER_URL=amqp_url, start_worker=False)
+    app = Celery("web", set_as_current=True)
+    app.conf.update(broker_url=amqp_url, task_routes={"stt.*": {"queue": "stt"}})
+    app.set_default()
+    with pytest.raises(BrokerMisconfigured) as info:
+        transcribe("https://media.example.org/rabbit/refused.mp3")
+    assert "merge tasks.celeryconfig.producer_config()" in str(info.value)
+    assert stack.store.list_jobs(limit=None) == []
+    fixed = Celery("web", set_as_current=True)
+    fixed.conf.update(producer_config())
+    fixed.set_default()
+    handle = transcribe("https://media.example.org/rabbit/accepted.mp3")
+    assert handle.status() is JobStatus.PENDING
