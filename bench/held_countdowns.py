@@ -100,7 +100,7 @@ def main() -> None:
             for target in steps:
                 publish_polls(target - held)
                 held = target
-                wait_for(lambda: client.hlen("unacked") == held, 600, f"{held} held", 0.5)
+                wait_for(lambda n=held: client.hlen("unacked") == n, 600, f"{held} held", 0.5)
                 time.sleep(3)  # let the worker settle after the burst
                 rss = worker.rss_mb()
                 points.append((held, rss))
@@ -136,7 +136,10 @@ def main() -> None:
         ["slope (KB per held countdown, fit over steps past the first)", f"{kb:.1f}"],
         ["held at which the worker passes 500 MB (fit)", f"{crossing:,.0f}"],
         ["first measured step over 500 MB", f"{first_over:,}" if first_over else "none"],
-        [f"cap {limit:,}, {capped:,} sent: held / waiting in Redis", f"{cap_held:,} / {cap_waiting:,}"],
+        [
+            f"cap {limit:,}, {capped:,} sent: held / waiting in Redis",
+            f"{cap_held:,} / {cap_waiting:,}",
+        ],
         [f"cap {limit:,}: worker RSS (MB)", f"{cap_rss:.0f}"],
     ]
     print(text_table(headers, rows))

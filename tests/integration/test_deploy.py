@@ -163,7 +163,8 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
     # A worker must scale: nothing that names or pins one container.
     assert not {"container_name", "ports", "hostname"} & set(services["worker"])
     assert services["emulator"]["profiles"] == ["dev"]
-    assert all(s.get("profiles") is None for n, s in services.items() if n != "emulator")
+    optional = {"emulator", "rabbitmq"}
+    assert all(s.get("profiles") is None for n, s in services.items() if n not in optional)
     flower_command = services["flower"]["command"]
     assert flower_command[flower_command.index("--db") + 1].startswith("/data/")
     assert any(m.endswith(":/data") for m in services["flower"]["volumes"])
