@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_init
+from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
 from tasks.broker import (
@@ -45,7 +46,7 @@ def check_broker(celery: Celery) -> None:
             with celery.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1)
                 declare_stt_queue(connection, connection.virtual_host)
-        except OSError as exc:
+        except (OSError, OperationalError) as exc:
             print(f"warning: could not check the RabbitMQ queue: {exc}", file=sys.stderr)
 
 
