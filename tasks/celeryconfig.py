@@ -106,6 +106,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["task_default_queue_type"] = "quorum"
     return {
         **config,
+        # One Redis client per channel (tasks/redis_transport.py); web apps keep kombu's.
+        "broker_transport": (
+            "tasks.redis_transport:Transport"
+            if settings.broker_url.startswith("redis://")
+            else None
+        ),
         "task_default_queue": QUEUE_NAME,
         "broker_connection_retry_on_startup": True,
         # Celery gives up after 100 reconnects by default and exits with status 0, which

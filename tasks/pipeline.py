@@ -32,6 +32,7 @@ from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
 from tasks.monitoring import ReadableTask
 from tasks.polling import PollPolicy, submit_retry_delay
+from tasks.reschedule import reschedule
 from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
@@ -144,7 +145,7 @@ def submit(
     return result.to_message()
 
 
-@shared_task(name="stt.poll", bind=True, **_UNCAPPED)
+@shared_task(name="stt.poll", bind=True, send_events=False, **_UNCAPPED)
 def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     """Ask the server once; re-schedule itself while the job is pending."""
     ref = parse_message(message)
@@ -168,7 +169,9 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         again = {**message, "deferrals": deferrals + 1}
         raise _defer(self, ref.job_id, exc, args=(again,)) from None
     if isinstance(result, Reschedule):
-        raise self.retry(countdown=_later(result.delay))
+        # A planned wait: no Retry exception (tasks/reschedule.py).
+        reschedule(self, _later(result.delay))
+        return message
     _release(ref.job_id)
     return result.to_message()
 

@@ -28,7 +28,7 @@ __all__ = ["app", "check_broker", "log_where_countdowns_wait"]
 
 log = logging.getLogger(__name__)
 
-app = Celery("stt", include=["tasks.pipeline"])
+app = Celery("stt", include=["tasks.pipeline"], amqp="tasks.monitoring:QuietAMQP")
 app.config_from_object(celery_config(get_settings()))
 app.set_default()
 

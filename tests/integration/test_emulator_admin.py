@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from datetime import datetime
 
@@ -115,3 +116,17 @@ def test_bad_settings_are_refused_by_name(emulator: EmulatorHandle) -> None:
         assert response.status_code == 400
         assert word in response.json()["error"]
     assert requests.post(url, data=b"[1]", timeout=10).status_code == 400
+
+
+def test_realistic_timing_spreads_finish_times_by_duration(emulator: EmulatorHandle) -> None:
+    """Jobs of one duration finish at different times; longer audio takes longer."""
+    emulator.configure(speed=0.01, fixed=None, queue_delay=0.0, spread=0.5, queue_spread=0.0)
+    finish: dict[int, list[float]] = {10: [], 200: []}
+    for seconds, spans in finish.items():
+        for i in range(20):
+            url = f"https://example.com/force-duration-{seconds}/spread-{i}.mp3"
+            job = emulator.job(emulator.create(url, "aai/nano").json()["generation_id"])
+            spans.append(job["finished_ts"] - job["started_ts"])
+    assert len({round(s, 6) for s in finish[10]}) == 20  # spread, not one fixed time
+    assert statistics.median(finish[200]) > 10 * statistics.median(finish[10])
+    assert emulator.config()["spread"] == 0.5

@@ -69,6 +69,8 @@ def _container(kind: str, name: str) -> dict[str, Any]:
 
 def test_worker_has_resources_and_a_ping_liveness_probe() -> None:
     worker = _container("Deployment", "stt-worker")
+    # One process per pod: its node is celery@<pod name>, the one the probe pings.
+    assert BY_NAME[("ConfigMap", "stt-config")]["data"]["STT_WORKER_PROCESSES"] == "1"
     assert worker["args"] == ["worker"]
     assert worker["resources"]["requests"] and worker["resources"]["limits"]["memory"]
     probe = " ".join(worker["livenessProbe"]["exec"]["command"])
@@ -105,7 +107,11 @@ def test_keda_scales_the_worker_on_the_stt_queue_ready_messages() -> None:
 
 
 def test_every_stt_variable_is_one_the_settings_know() -> None:
-    known = set(ENV_NAMES.values()) | {"STT_WORKER_POOL", "STT_WORKER_CONCURRENCY"}
+    known = set(ENV_NAMES.values()) | {
+        "STT_WORKER_POOL",
+        "STT_WORKER_CONCURRENCY",
+        "STT_WORKER_PROCESSES",
+    }
     config = BY_NAME[("ConfigMap", "stt-config")]["data"]
     names = set(config)
     for doc in DOCS:

@@ -25,6 +25,7 @@ from workers.emulator.config import (
     FaultSpec,
     parse_fault_assignment,
 )
+from workers.emulator.timing import REALISTIC
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="processing time = SECONDS whatever the duration (overrides --speed)")  # fmt: skip
     add("--queue-delay", type=float, default=0.5, metavar="SECONDS",
         help="time in the first pending state before processing (default 0.5)")  # fmt: skip
+    add("--realistic", action="store_true",
+        help="random server times as a real service shows: " + ", ".join(
+            f"{k}={v:g}" for k, v in REALISTIC.items()) + " (docs/emulator.md)")  # fmt: skip
+    add("--spread", type=float, default=None, metavar="SIGMA",
+        help="lognormal spread of the processing time (default 0: exact)")  # fmt: skip
     add("--dialect", choices=[d.value for d in Dialect], default=Dialect.CLASSIC.value,
         help="answer variant: status words and envelope (default classic)")  # fmt: skip
     add("--seed", type=int, default=0, help="seed of the fault dice (default 0)")
@@ -67,6 +73,13 @@ def _faults(assignments: list[str]) -> FaultSpec:
     return FaultSpec.from_mapping(dict(parse_fault_assignment(a) for a in assignments))
 
 
+def _timing(args: argparse.Namespace) -> dict[str, float]:
+    timing: dict[str, float] = dict(REALISTIC) if args.realistic else {}
+    if args.spread is not None:
+        timing["spread"] = args.spread
+    return timing
+
+
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The start-up config for parsed arguments; ``ValueError`` names a bad setting."""
     return EmulatorConfig(
@@ -75,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         speed=args.speed,
         fixed=args.fixed,
         queue_delay=args.queue_delay,
+        **_timing(args),
         dialect=Dialect(args.dialect),
         seed=args.seed,
         faults=_faults(args.fault),

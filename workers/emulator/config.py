@@ -169,8 +169,9 @@ class EmulatorConfig:
     """Everything that shapes the emulator's answers. Times are in seconds.
 
     A job's processing time is ``fixed`` when set, otherwise ``speed * audio duration``; it
-    spends ``queue_delay`` in the first pending state before that. Timing changes apply to
-    jobs created afterwards (a job's schedule is fixed when it is created).
+    spends ``queue_delay`` in the first pending state before that. ``spread``,
+    ``queue_spread`` and the straggler settings make both random (``timing.py``). Timing
+    changes apply to jobs created afterwards (a job's schedule is fixed when it is created).
     """
 
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
@@ -178,6 +179,10 @@ class EmulatorConfig:
     speed: float = 0.1
     fixed: float | None = None
     queue_delay: float = 0.5
+    queue_spread: float = 0.0
+    spread: float = 0.0
+    straggler_rate: float = 0.0
+    straggler_factor: float = 3.0
     dialect: Dialect = Dialect.CLASSIC
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
@@ -192,6 +197,10 @@ class EmulatorConfig:
             raise ValueError("retention must be positive")
         if self.speed < 0 or self.queue_delay < 0 or (self.fixed is not None and self.fixed < 0):
             raise ValueError("speed, fixed and queue_delay must not be negative")
+        if self.queue_spread < 0 or self.spread < 0 or self.straggler_factor < 1:
+            raise ValueError("queue_spread and spread must not be negative, straggler_factor >= 1")
+        if not 0 <= self.straggler_rate <= 1:
+            raise ValueError("straggler_rate must be in [0, 1]")
         # Precomputed so the auth check on the hot path is one set lookup.
         object.__setattr__(self, "auth_headers", frozenset(f"Bearer {k}" for k in self.api_keys))
 
@@ -229,7 +238,7 @@ class EmulatorConfig:
                 changes[key] = tuple(value)
             elif key == "fixed" and value is None:
                 changes[key] = None
-            elif key in ("retention", "speed", "fixed", "queue_delay"):
+            elif key in _NUMBERS:
                 changes[key] = _number(key, value)
             elif key == "seed":
                 if isinstance(value, bool) or not isinstance(value, int):
@@ -247,12 +256,28 @@ class EmulatorConfig:
             "speed": self.speed,
             "fixed": self.fixed,
             "queue_delay": self.queue_delay,
+            "queue_spread": self.queue_spread,
+            "spread": self.spread,
+            "straggler_rate": self.straggler_rate,
+            "straggler_factor": self.straggler_factor,
             "dialect": self.dialect.value,
             "seed": self.seed,
             "faults": self.faults.to_dict(),
             "faults_create": self.faults_create.to_dict() if self.faults_create else None,
             "faults_get": self.faults_get.to_dict() if self.faults_get else None,
         }
+
+
+_NUMBERS = (
+    "retention",
+    "speed",
+    "fixed",
+    "queue_delay",
+    "queue_spread",
+    "spread",
+    "straggler_rate",
+    "straggler_factor",
+)
 
 
 def _number(key: str, value: Any) -> float:
