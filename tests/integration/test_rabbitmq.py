@@ -47,6 +47,17 @@ def test_a_worker_on_rabbitmq_runs_jobs_to_the_store_through_a_quorum_queue(
     queues = rabbitmq.queues(amqp_vhost)
     assert queues["stt"][0] == "quorum"
     assert queues["celery_delayed_0"][0] == "quorum"  # kombu's delay levels exist
+    # The liveness check of compose and deploy/k8s works on RabbitMQ too.
+    ping = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "inspect", "ping"]
+        + ["--timeout", "10"],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
 
 
 def test_a_waiting_poll_waits_in_the_broker_not_in_the_worker(
