@@ -49,8 +49,17 @@ def test_a_worker_on_rabbitmq_runs_jobs_to_the_store_through_a_quorum_queue(
     assert queues["celery_delayed_0"][0] == "quorum"  # kombu's delay levels exist
     # The liveness check of compose and deploy/k8s works on RabbitMQ too.
     ping = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "inspect", "ping"]
-        + ["--timeout", "10"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "inspect",
+            "ping",
+            "--timeout",
+            "10",
+        ],
         env=stack.env,
         cwd=ROOT,
         capture_output=True,
