@@ -28,6 +28,7 @@ from typing import Any
 import requests
 from sqlalchemy import ColumnElement, func, or_, select, update
 
+from tasks import metrics
 from tasks.polling import callback_retry_delay
 from tasks.redact import redact_url
 from tasks.schema import JobRow
@@ -223,6 +224,7 @@ def deliver_callback(
             CallbackStatus.FAILED,
             error="STT_CALLBACK_SECRET is not set on the worker; the callback was not sent",
         )
+        metrics.callback_attempt(None, last=True)
         return CallbackStatus.FAILED
     attempt = _claim_attempt(store, job_id)
     if attempt is None:  # another delivery finished meanwhile
@@ -235,6 +237,7 @@ def deliver_callback(
         **sign(secret, body, timestamp=int(now.timestamp())),
     }
     status, error, retry_after = _post(record.callback_url, body, headers, timeout)
+    metrics.callback_attempt(status, last=attempt >= max_attempts)
     if status is not None and 200 <= status < 300:
         _set_state(store, job_id, CallbackStatus.DELIVERED, error=None, delivered_at=now)
         log.info("job %s: callback delivered on attempt %d", job_id, attempt)

@@ -17,6 +17,7 @@ from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings, get_settings
 
 __all__ = [
     "FILESYSTEM_POLLING_INTERVAL",
+    "FILESYSTEM_TRANSPORT",
     "VISIBILITY_TIMEOUT",
     "celery_config",
     "producer_config",
@@ -48,12 +49,14 @@ def redis_transport_options(visibility_timeout: float) -> dict[str, Any]:
     }
 
 
+# The embedded broker's transport (tasks/fsbroker.py: atomic writes and claims).
+FILESYSTEM_TRANSPORT = "tasks.fsbroker:Transport"
 # Seconds between two looks at the filesystem broker's folder (local demo and tests only).
 FILESYSTEM_POLLING_INTERVAL = 0.1
 
 
 def _filesystem_options(broker_url: str) -> dict[str, Any]:
-    """``filesystem:///some/dir`` -> kombu's filesystem transport rooted at that dir."""
+    """``filesystem:///some/dir`` -> the atomic filesystem transport rooted at that dir."""
     folder = broker_url.removeprefix("filesystem://") or os.path.join(
         tempfile.gettempdir(), "stt-workers-broker"
     )
@@ -93,6 +96,13 @@ def producer_config(settings: Settings | None = None) -> dict[str, Any]:
     elif kind is BrokerKind.FILESYSTEM:
         config["broker_transport_options"] = _filesystem_options(broker_url)
         broker_url = "filesystem://"
+        # Not kombu's own: it lets a consumer read a message before it is written.
+        config["broker_transport"] = FILESYSTEM_TRANSPORT
+    elif broker_url.startswith("sqla+"):
+        # kombu's SQLAlchemy transport passes every option to create_engine (so not even
+        # polling_interval: it polls once a second). The demo's measured alternative
+        # (docs/operations.md, "The embedded broker").
+        config["broker_transport_options"] = {}
     else:
         config["broker_transport_options"] = redis_transport_options(settings.visibility_timeout)
     config["broker_url"] = broker_url
@@ -104,14 +114,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config = producer_config(settings)
     if "task_queues" in config:  # RabbitMQ: any queue Celery declares for us is quorum too
         config["task_default_queue_type"] = "quorum"
-    return {
-        **config,
+    if settings.broker_url.startswith("redis://"):
         # One Redis client per channel (tasks/redis_transport.py); web apps keep kombu's.
-        "broker_transport": (
-            "tasks.redis_transport:Transport"
-            if settings.broker_url.startswith("redis://")
-            else None
-        ),
+        config["broker_transport"] = "tasks.redis_transport:Transport"
+    return {
+        "broker_transport": None,
+        **config,
         "task_default_queue": QUEUE_NAME,
         "broker_connection_retry_on_startup": True,
         # Celery gives up after 100 reconnects by default and exits with status 0, which

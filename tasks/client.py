@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from tasks import metrics
 from tasks.envelopes import (
     MAX_ERROR_BODY_BYTES,
     SNIPPET_CHARS,
@@ -184,6 +185,7 @@ class STTClient:
         # Also the escaped form: requests quotes a bad header value with repr().
         return text.replace(self._key, "***").replace(repr(self._key)[1:-1], "***")
 
+    @metrics.count_unanswered
     def _call(
         self, method: str, path: str, payload: dict[str, Any] | None
     ) -> tuple[Any, str | None]:
@@ -223,6 +225,7 @@ class STTClient:
             detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
             raise PermanentError(f"{what}: {type(exc).__name__}: {detail}") from None
         log.debug("%s -> %d in %.3f s", what, status, time.monotonic() - started)
+        metrics.api_answered(path, status, time.monotonic() - started)
         request_id = header(headers, "x-request-id") or header(headers, "request-id")
         if not ok:
             scrubbed = body.replace(self._key.encode(), b"***")

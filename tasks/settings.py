@@ -66,6 +66,10 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     # Celery's worker_eta_task_limit; 0 means no limit (only sensible on RabbitMQ).
     eta_task_limit: int = DEFAULT_ETA_TASK_LIMIT
+    # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
+    prices_file: str | None = None
+    # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +121,11 @@ class Settings:
                 "STT_VISIBILITY_TIMEOUT",
                 f"must be larger than STT_POLL_MAX_DELAY ({self.poll_max_delay:g} s), "
                 f"got {self.visibility_timeout:g}",
+            )
+
+        if self.metrics_port > 65535:
+            raise ConfigurationError(
+                "STT_METRICS_PORT", f"must be a TCP port (1-65535), got {self.metrics_port}"
             )
 
     @property
@@ -171,6 +180,8 @@ ENV_NAMES: dict[str, str] = {
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
     "eta_task_limit": "STT_ETA_TASK_LIMIT",
+    "prices_file": "STT_PRICES_FILE",
+    "metrics_port": "STT_METRICS_PORT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -209,6 +220,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
     "eta_task_limit": _number(int),
+    "metrics_port": _number(int),
 }
 
 

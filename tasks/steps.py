@@ -47,6 +47,9 @@ class PollRef:
     # Polls made before this message: a job the sweeper re-drives keeps counting (and
     # keeps its place in the backoff schedule) instead of starting again from zero.
     polls: int = 0
+    # When the API last said "not finished" (epoch s): the create, then each pending poll.
+    # The server finished after it; tasks.metrics estimates detection lag from it.
+    pending_at: float | None = None
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class PollRef:
             "generation_id": self.generation_id,
             "deadline": self.deadline,
             "polls": self.polls,
+            "pending_at": self.pending_at,
         }
 
 
@@ -64,28 +68,40 @@ class Outcome:
     job_id: str
     status: JobStatus
     error: str | None = None
+    pending_at: float | None = None  # PollRef.pending_at of the poll that saw the end
 
     def to_message(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status.value, "error": self.error}
+        return {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "error": self.error,
+            "pending_at": self.pending_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """Poll again after ``delay`` seconds."""
+    """Poll again after ``delay`` seconds; ``pending_at`` goes into the next message."""
 
     delay: float
     reason: str
+    pending_at: float | None = None
 
 
 def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
     """The inverse of ``to_message`` for whichever of the two it was."""
+    pending_at = message.get("pending_at")  # absent in messages from before the field
+    pending_at = None if pending_at is None else float(pending_at)
     if "status" in message:
-        return Outcome(message["job_id"], JobStatus(message["status"]), message.get("error"))
+        return Outcome(
+            message["job_id"], JobStatus(message["status"]), message.get("error"), pending_at
+        )
     return PollRef(
         message["job_id"],
         message["generation_id"],
         float(message["deadline"]),
         int(message.get("polls", 0)),  # absent in messages from before the field existed
+        pending_at,
     )
 
 
@@ -143,7 +159,9 @@ def submit_job(
         return ref
     if known_generation_id is not None:
         store.mark_submitted(job_id, known_generation_id, now=now)
-        return PollRef(job_id, known_generation_id, now.timestamp() + policy.deadline)
+        return PollRef(
+            job_id, known_generation_id, now.timestamp() + policy.deadline, 0, now.timestamp()
+        )
     if in_flight is not None:
         in_flight.acquire(job_id, deferrals=deferrals)
     try:
@@ -156,7 +174,8 @@ def submit_job(
         )
     except PermanentError as exc:
         store.count_submit_attempt(job_id)
-        return Outcome(job_id, JobStatus.FAILED, f"submit rejected: {exc}")
+        # The error already says how it was refused ("rejected: ...", "unauthorized ...").
+        return Outcome(job_id, JobStatus.FAILED, f"submit {exc}")
     try:
         store.mark_submitted(job_id, generation.generation_id, now=now)
     except DBAPIError as exc:
@@ -168,7 +187,8 @@ def submit_job(
         record.model,
         redact_url(record.url),
     )
-    return PollRef(job_id, generation.generation_id, now.timestamp() + policy.deadline)
+    deadline = now.timestamp() + policy.deadline
+    return PollRef(job_id, generation.generation_id, deadline, 0, now.timestamp())
 
 
 def poll_once(
@@ -200,7 +220,7 @@ def poll_once(
         raise  # not a poll: the task waits its turn without touching the schedule
     except TransientError as exc:
         delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
-        return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}")
+        return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}", ref.pending_at)
     except PermanentError as exc:
         return Outcome(ref.job_id, JobStatus.FAILED, f"poll failed: {exc}")
 
@@ -212,7 +232,9 @@ def poll_once(
                 generation.status,
             )
         delay = next_poll_delay(attempt, policy=policy)
-        return _reschedule(store, ref, generation.status, polls, delay, now, generation.status)
+        return _reschedule(
+            store, ref, generation.status, polls, delay, now, generation.status, now.timestamp()
+        )
 
     store.land_result(
         ref.job_id,
@@ -223,11 +245,12 @@ def poll_once(
         finished_at=now,
     )
     if generation.phase is Phase.COMPLETED:
-        return Outcome(ref.job_id, JobStatus.COMPLETED)
+        return Outcome(ref.job_id, JobStatus.COMPLETED, pending_at=ref.pending_at)
     return Outcome(
         ref.job_id,
         JobStatus.ERROR,
         generation.error or f"the server ended the job with status {generation.status!r}",
+        ref.pending_at,
     )
 
 
@@ -239,6 +262,7 @@ def _reschedule(
     delay: float,
     now: datetime,
     reason: str,
+    pending_at: float | None,
 ) -> Reschedule:
     # Never sleep past the deadline: the last poll lands on it and reports the timeout.
     delay = max(0.0, min(delay, ref.deadline - now.timestamp()))
@@ -248,7 +272,7 @@ def _reschedule(
         polls=polls,
         next_poll_at=now + timedelta(seconds=delay),
     )
-    return Reschedule(delay, reason)
+    return Reschedule(delay, reason, pending_at)
 
 
 def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord | None:

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.reliability",
     "tests.fixtures.rabbitmq",
+    "tests.fixtures.audio_files",
 ]

@@ -139,7 +139,7 @@ async def create_generation(request: web.Request) -> web.StreamResponse:
     spec, fault, early = await _admit(request, "create", time.time())
     if early is not None:
         return early
-    parsed = await read_create(request)
+    parsed = await read_create(request, config.model)
     if isinstance(parsed, list):
         return error_response(state, "create", 400, request.path, errors=parsed)
     calls = state.store.note_create_call(parsed.source)

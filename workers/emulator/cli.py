@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from workers.emulator.app import build_app
+from workers.emulator.app import MAX_UPLOAD_BYTES, build_app
 from workers.emulator.config import (
     DEFAULT_API_KEY,
     Dialect,
@@ -25,6 +25,7 @@ from workers.emulator.config import (
     FaultSpec,
     parse_fault_assignment,
 )
+from workers.emulator.models import parse_models
 from workers.emulator.timing import REALISTIC
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -33,9 +34,9 @@ READY_PREFIX = "aiml-stt emulator listening on "
 SHUTDOWN_TIMEOUT = 1.0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m workers.emulator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m workers.emulator",
+        prog=prog,
         description="Emulate the AI/ML API's async speech-to-text endpoints (docs/emulator.md).",
     )
     add = parser.add_argument
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault setting for POST /v1/stt/create only (replaces --fault there)")  # fmt: skip
     add("--fault-get", action="append", default=[], metavar="KEY=VALUE",
         help="fault setting for GET /v1/stt/{id} only (replaces --fault there)")  # fmt: skip
+    add("--model", action="append", default=[], dest="models", metavar="ID=FAM",
+        help="also serve model ID, answering like FAM (openai, deepgram, assemblyai)")  # fmt: skip
+    add("--max-body-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20, metavar="MIB",
+        help="larger request bodies are answered 413 (default 256)")  # fmt: skip
     add("--access-log", action="store_true", help="log every request to stderr (slower)")
     return parser
 
@@ -94,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         faults=_faults(args.fault),
         faults_create=_faults(args.fault_create) if args.fault_create else None,
         faults_get=_faults(args.fault_get) if args.fault_get else None,
+        models=parse_models(dict(parse_fault_assignment(a) for a in args.models)),
     )
 
 
@@ -121,18 +127,21 @@ async def serve(app: web.Application, host: str, port: int, access_log: bool) ->
         await runner.cleanup()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Entry point for ``python -m workers.emulator`` and ``stt-workers emulator``."""
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_body_mb <= 0:
+        parser.error("--max-body-mb must be positive")
     if args.access_log:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
-        asyncio.run(serve(build_app(config), args.host, args.port, args.access_log))
+        app = build_app(config, max_body_bytes=int(args.max_body_mb * 2**20))
+        asyncio.run(serve(app, args.host, args.port, args.access_log))
     except OSError as exc:  # e.g. the port is taken
         print(f"emulator: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from workers.emulator.models import DOCUMENTED_MODELS, Model, parse_models
+
 __all__ = [
     "DEFAULT_API_KEY",
     "Dialect",
@@ -188,7 +190,10 @@ class EmulatorConfig:
     faults: FaultSpec = field(default_factory=FaultSpec)
     faults_create: FaultSpec | None = None  # overrides ``faults`` for POST /v1/stt/create
     faults_get: FaultSpec | None = None  # overrides ``faults`` for GET /v1/stt/{id}
+    # Models served beyond the documented ones (a vendor that added one since).
+    models: tuple[Model, ...] = ()
     auth_headers: frozenset[str] = field(init=False, repr=False, compare=False)
+    _served: Mapping[str, Model] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.api_keys or any(not k for k in self.api_keys):
@@ -203,6 +208,11 @@ class EmulatorConfig:
             raise ValueError("straggler_rate must be in [0, 1]")
         # Precomputed so the auth check on the hot path is one set lookup.
         object.__setattr__(self, "auth_headers", frozenset(f"Bearer {k}" for k in self.api_keys))
+        object.__setattr__(self, "_served", {**DOCUMENTED_MODELS, **{m.id: m for m in self.models}})
+
+    def model(self, model_id: str) -> Model | None:
+        """The model served under ``model_id``, or ``None`` (the create call answers 400)."""
+        return self._served.get(model_id)
 
     def processing_seconds(self, duration: float) -> float:
         return self.fixed if self.fixed is not None else self.speed * duration
@@ -240,6 +250,10 @@ class EmulatorConfig:
                 changes[key] = None
             elif key in _NUMBERS:
                 changes[key] = _number(key, value)
+            elif key == "models":
+                if not isinstance(value, Mapping):
+                    raise ValueError("models must be an object of {model id: family}")
+                changes[key] = parse_models(value)
             elif key == "seed":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError("seed must be an integer")
@@ -265,6 +279,7 @@ class EmulatorConfig:
             "faults": self.faults.to_dict(),
             "faults_create": self.faults_create.to_dict() if self.faults_create else None,
             "faults_get": self.faults_get.to_dict() if self.faults_get else None,
+            "models": {m.id: m.family.value for m in self.models},
         }
 
 

@@ -18,7 +18,7 @@ from workers.emulator.faults import FaultDice
 from workers.emulator.jobs import JobStore
 from workers.emulator.stats import RequestStats
 
-__all__ = ["LOG_ENTRY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
+__all__ = ["LOG_ENTRY", "MAX_BODY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
 
 MAX_LOGGED_REQUESTS = 100_000  # the request log keeps the newest this many
 
@@ -69,5 +69,7 @@ class State:
 
 
 STATE = web.AppKey("state", State)
+# The largest request body accepted, in bytes (a multipart upload counts all its parts).
+MAX_BODY = web.AppKey("max_body", int)
 # A request's entry in the request log, kept on the request while it is served.
 LOG_ENTRY = "emulator_log_entry"
