@@ -12,13 +12,15 @@ import os
 import tempfile
 from typing import Any
 
-from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings
+from tasks.broker import QUEUE_NAME, BrokerKind, broker_kind, stt_queue
+from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings, get_settings
 
 __all__ = [
     "FILESYSTEM_POLLING_INTERVAL",
     "FILESYSTEM_TRANSPORT",
     "VISIBILITY_TIMEOUT",
     "celery_config",
+    "producer_config",
     "redis_transport_options",
 ]
 
@@ -72,27 +74,53 @@ def _filesystem_options(broker_url: str) -> dict[str, Any]:
     }
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for this project; see docs/operations.md for the reasoning."""
+def producer_config(settings: Settings | None = None) -> dict[str, Any]:
+    """The broker settings every process that enqueues stt tasks needs, workers included.
+
+    A web app merges these into its own Celery app (examples/README.md): the broker URL,
+    the route of ``stt.*`` to the ``stt`` queue and, on RabbitMQ, that queue's quorum
+    declaration on a topic exchange and publisher confirms. Without them a countdown
+    published by the web app would not go through the broker's delayed delivery.
+    """
+    settings = settings or get_settings()
     broker_url = settings.broker_url
-    transport_options = redis_transport_options(settings.visibility_timeout)
-    transport: str | None = None
-    if broker_url.startswith("filesystem://"):
-        transport_options = _filesystem_options(broker_url)
+    kind = broker_kind(broker_url)
+    config: dict[str, Any] = {"task_routes": {"stt.*": {"queue": QUEUE_NAME}}}
+    if kind is BrokerKind.RABBITMQ:
+        config.update(
+            task_queues=(stt_queue(),),
+            # Wait for the broker's ack of every publish: a message RabbitMQ refuses (a
+            # full delay queue rejects publishes) raises instead of vanishing.
+            broker_transport_options={"confirm_publish": True},
+        )
+    elif kind is BrokerKind.FILESYSTEM:
+        config["broker_transport_options"] = _filesystem_options(broker_url)
         broker_url = "filesystem://"
         # Not kombu's own: it lets a consumer read a message before it is written.
-        transport = FILESYSTEM_TRANSPORT
+        config["broker_transport"] = FILESYSTEM_TRANSPORT
     elif broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport passes every option to create_engine (so not even
         # polling_interval: it polls once a second). The demo's measured alternative
         # (docs/operations.md, "The embedded broker").
-        transport_options = {}
-    elif broker_url.startswith("redis://"):
-        transport = "tasks.redis_transport:Transport"  # one client per channel
+        config["broker_transport_options"] = {}
+    else:
+        config["broker_transport_options"] = redis_transport_options(settings.visibility_timeout)
+    config["broker_url"] = broker_url
+    return config
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for this project; see docs/operations.md for the reasoning."""
+    config = producer_config(settings)
+    if "task_queues" in config:  # RabbitMQ: any queue Celery declares for us is quorum too
+        config["task_default_queue_type"] = "quorum"
+    if settings.broker_url.startswith("redis://"):
+        # One Redis client per channel (tasks/redis_transport.py); web apps keep kombu's.
+        config["broker_transport"] = "tasks.redis_transport:Transport"
     return {
-        "broker_url": broker_url,
-        "broker_transport": transport,
-        "broker_transport_options": transport_options,
+        "broker_transport": None,
+        **config,
+        "task_default_queue": QUEUE_NAME,
         "broker_connection_retry_on_startup": True,
         # Celery gives up after 100 reconnects by default and exits with status 0, which
         # supervisors take for a clean stop (celery#7358): a worker waits out any outage.
@@ -107,13 +135,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # its message back: together with idempotent steps, no job is lost.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Where the broker cannot hold countdowns (Redis), the worker holds them, ~12 KB
+        # each: cap them so a worker cannot run out of memory (tasks/broker.py). Past the
+        # cap the worker fetches nothing new until a held one is due; the rest wait in the
+        # broker for it or another worker.
+        "worker_eta_task_limit": settings.eta_task_limit or None,
         "worker_prefetch_multiplier": 4,
-        "task_default_queue": "stt",
         # Events for Flower.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "task_routes": {"stt.*": {"queue": "stt"}},
         # Run `stt-workers beat` once per deployment for this (STT_SWEEP_INTERVAL).
         "beat_schedule": {"stt-sweep": {"task": "stt.sweep", "schedule": settings.sweep_interval}},
     }

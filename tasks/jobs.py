@@ -15,6 +15,7 @@ from celery import Celery, current_app, current_task
 from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
+from tasks.broker import check_producer
 from tasks.celeryconfig import celery_config
 from tasks.errors import EnqueueError, IdempotencyKeyReused
 from tasks.models import JobStatus
@@ -96,7 +97,9 @@ def transcribe(
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
-    Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
+    Raises ``InvalidInput`` naming the field before anything is stored or enqueued, and
+    ``BrokerMisconfigured`` if the app's Celery configuration lacks
+    ``tasks.celeryconfig.producer_config()`` on RabbitMQ. With an
     ``idempotency_key`` seen before in the same ``tenant`` (a web app passes the caller's
     account: keys are unique per tenant), returns that job's handle and enqueues nothing;
     the same key with other parameters raises ``IdempotencyKeyReused`` (as Stripe does).
@@ -125,6 +128,9 @@ def transcribe(
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()
+    # Bind the shared tasks to a configured app, and refuse (before storing anything) one
+    # that publishes to RabbitMQ without the quorum queue (tasks.broker).
+    check_producer(_celery_app())
     try:
         store = runtime.get_store()
         record, created = store.create_job(request)
@@ -134,7 +140,6 @@ def transcribe(
         raise IdempotencyKeyReused()
     if created:
         try:
-            _celery_app()  # make sure the shared tasks bind to a configured app
             pipeline_signature(record.id).apply_async()
         except Exception as exc:
             # The row exists; say so rather than leave a job nobody will ever drive, and

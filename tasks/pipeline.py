@@ -31,6 +31,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from tasks import metrics, runtime
+from tasks.broker import broker_countdown, broker_kind
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.lease import poll_lease
 from tasks.models import JobStatus
@@ -97,13 +98,19 @@ def _db_retry(self: Task, exc: Exception, retries: int, **retry: Any) -> Excepti
         full_jitter=True,
     )
     log.warning("%s: database error, retry in %d s: %s", self.name, delay, exc)
-    return self.retry(exc=exc, countdown=delay, **retry)  # type: ignore[no-any-return]
+    return self.retry(exc=exc, countdown=_later(delay), **retry)  # type: ignore[no-any-return]
 
 
 def _stale(self: Task, result: Stale) -> Exception:
     log.info("%s stops: %s", self.name, result.reason)
     stop: Exception = Ignore()
     return stop
+
+
+def _later(seconds: float) -> float:
+    """The countdown to publish for this wait on the configured broker (whole seconds on
+    RabbitMQ, whose delay queues count in seconds: see ``tasks.broker``)."""
+    return broker_countdown(broker_kind(get_settings().broker_url), seconds)
 
 
 def _release(job_id: str) -> None:
@@ -169,7 +176,7 @@ def submit(
             "chain": result.chain,
             "db_retries": db_retries,
         }
-        raise self.retry(args=(job_id,), kwargs=kwargs, countdown=result.delay)
+        raise self.retry(args=(job_id,), kwargs=kwargs, countdown=_later(result.delay))
     if isinstance(result, Outcome):
         _release(job_id)
     return result.to_message()
@@ -208,7 +215,7 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
             "db_retries": db_retries,
         }
         # A planned wait: no Retry exception (tasks/reschedule.py); the new lease rides along.
-        reschedule(self, result.delay, args=(again,))
+        reschedule(self, _later(result.delay), args=(again,))
         return again
     _release(ref.job_id)
     return result.to_message()
@@ -253,7 +260,7 @@ def callback(self: Task, job_id: str) -> None:
             result.error,
             result.delay,
         )
-        raise self.retry(countdown=result.delay)
+        raise self.retry(countdown=_later(result.delay))
 
 
 @shared_task(name="stt.sweep", ignore_result=True)
@@ -323,6 +330,6 @@ def pipeline_signature(job_id: str, *, owner: int = 0) -> Any:
     benchmark 2). A submit that failed passes its outcome on after that wait too.
     ``owner`` is the fence the submit holds: 0 for a new job, the sweeper's for a re-drive.
     """
-    first = get_settings().poll_first_delay
+    first = _later(get_settings().poll_first_delay)
     head = submit.si(job_id, chain=owner) if owner else submit.si(job_id)
     return chain(head, poll.s().set(countdown=first), store.s())

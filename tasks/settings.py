@@ -29,6 +29,10 @@ MIN_SECRET_CHARS = 16
 _SECRETS = ("api_key", "callback_secret")
 # Seconds before Redis redelivers an unacked message; see tasks/celeryconfig.py for why 900.
 DEFAULT_VISIBILITY_TIMEOUT = 900.0
+# Countdowns one worker may hold in memory on a broker without delayed delivery (Redis):
+# about 12 KB each, so this keeps a worker near 300 MB (docs/benchmarks.md, "Held
+# countdowns"); beyond it the messages wait in the broker for this or another worker.
+DEFAULT_ETA_TASK_LIMIT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,8 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Celery's worker_eta_task_limit; 0 means no limit (only sensible on RabbitMQ).
+    eta_task_limit: int = DEFAULT_ETA_TASK_LIMIT
     # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
     prices_file: str | None = None
     # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
@@ -205,6 +211,7 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "eta_task_limit": "STT_ETA_TASK_LIMIT",
     "prices_file": "STT_PRICES_FILE",
     "metrics_port": "STT_METRICS_PORT",
     "sweep_interval": "STT_SWEEP_INTERVAL",
@@ -301,6 +308,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "eta_task_limit": _number(int),
     "metrics_port": _number(int),
     "sweep_interval": _number(float),
     "sweep_grace": _number(float),

@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.stack",
     "tests.fixtures.reliability",
+    "tests.fixtures.rabbitmq",
     "tests.fixtures.audio_files",
     "tests.fixtures.beat",
     "tests.fixtures.scripted_api",

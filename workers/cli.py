@@ -84,6 +84,7 @@ def worker(
     get_settings().require_api_key()
 
     _require_current_schema()
+    _require_usable_broker()
     _price_table()  # a worker that cannot price jobs stops here, not at its first store
     count = processes or default_processes()
     if count > 1:
@@ -97,6 +98,18 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
+
+
+def _require_usable_broker() -> None:
+    """Refuse a classic stt queue on RabbitMQ once, in one line, before starting any process
+    (each worker process checks again at start: ``workers.celery_app``)."""
+    from tasks.broker import BrokerMisconfigured
+    from workers.celery_app import app, check_broker
+
+    try:
+        check_broker(app)
+    except BrokerMisconfigured as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _require_current_schema() -> None:

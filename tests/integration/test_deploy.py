@@ -125,6 +125,7 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
     services = compose["services"]
     assert set(services) == {
         "redis",
+        "rabbitmq",
         "postgres",
         "migrate",
         "worker",
@@ -132,6 +133,12 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
         "flower",
         "emulator",
     }
+    # The RabbitMQ broker is opt-in (docs/operations.md, "Choosing a broker"): 3.13+ with the
+    # management plugin, in its own profile, and the broker URL follows .env.
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["profiles"] == ["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:3.13") and "management" in rabbitmq["image"]
+    assert services["worker"]["environment"]["STT_BROKER_URL"] == "redis://redis:6379/0"
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
     volumes = set(compose["volumes"])
@@ -156,7 +163,8 @@ def test_compose_services_volumes_healthchecks_and_dependencies() -> None:
     # A worker must scale: nothing that names or pins one container.
     assert not {"container_name", "ports", "hostname"} & set(services["worker"])
     assert services["emulator"]["profiles"] == ["dev"]
-    assert all(s.get("profiles") is None for n, s in services.items() if n != "emulator")
+    optional = {"emulator", "rabbitmq"}
+    assert all(s.get("profiles") is None for n, s in services.items() if n not in optional)
     flower_command = services["flower"]["command"]
     assert flower_command[flower_command.index("--db") + 1].startswith("/data/")
     assert any(m.endswith(":/data") for m in services["flower"]["volumes"])

@@ -53,10 +53,16 @@ def idle(make_stack: Callable[..., Stack]) -> tuple[Stack, FlaskClient]:
     return stack, _app(stack).test_client()
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_enqueue_read_back_and_receive_the_signed_callback(
-    make_stack: Callable[..., Stack],
+    make_stack: Callable[..., Stack], request: pytest.FixtureRequest, broker: str
 ) -> None:
-    stack = make_stack(STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8")
+    """On RabbitMQ too: the app's own Celery app, configured with producer_config(),
+    publishes to the workers' quorum queue."""
+    extra = {"STT_BROKER_URL": request.getfixturevalue("amqp_url")} if broker == "rabbitmq" else {}
+    stack = make_stack(
+        STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8", **extra
+    )
     # One app object serves both the test client and, over real HTTP, the worker's callback.
     app = _app(stack)
     from stt_flask.views import RECEIVED

@@ -3,8 +3,6 @@ the environment; the ``STT_*`` variables are the same ones the workers read."""
 
 import os
 
-from tasks.celeryconfig import VISIBILITY_TIMEOUT
-
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-for-production")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
@@ -22,10 +20,8 @@ DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 
 # --- Celery: the few lines an existing project adds (read through the CELERY_ namespace) ---
-CELERY_BROKER_URL = os.environ.get("STT_BROKER_URL", "redis://127.0.0.1:6379/0")
-# The stt-workers consume the "stt" queue; the project's own tasks keep their queue.
-CELERY_TASK_ROUTES = {"stt.*": {"queue": "stt"}}
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": VISIBILITY_TIMEOUT}
+# The broker (STT_BROKER_URL), the stt queue and its route come from
+# tasks.celeryconfig.producer_config(), merged in stt_site/celery.py.
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True  # results live in the stt-workers store

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
-from tasks.celeryconfig import VISIBILITY_TIMEOUT
+from tasks.celeryconfig import producer_config
 
 __all__ = ["celery_init_app", "create_app"]
 
@@ -40,10 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         # --- the few lines an existing app adds ---
         CELERY={
-            "broker_url": os.environ.get("STT_BROKER_URL", "redis://127.0.0.1:6379/0"),
-            # The stt-workers consume the "stt" queue; the app's own tasks keep theirs.
-            "task_routes": {"stt.*": {"queue": "stt"}},
-            "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+            # STT_BROKER_URL, the route of stt.* to the workers' "stt" queue (the app's
+            # own tasks keep theirs) and the broker's delivery options: on RabbitMQ the
+            # quorum queue on a topic exchange and publisher confirms.
+            **producer_config(),
             "task_serializer": "json",
             "accept_content": ["json"],
             "task_ignore_result": True,  # results live in the stt-workers store
