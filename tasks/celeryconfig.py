@@ -16,7 +16,9 @@ from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings
 
 __all__ = [
     "FILESYSTEM_POLLING_INTERVAL",
+    "PRUNE_EVERY",
     "VISIBILITY_TIMEOUT",
+    "beat_schedule",
     "celery_config",
     "redis_transport_options",
 ]
@@ -101,5 +103,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "task_routes": {"stt.*": {"queue": "stt"}},
         # Run `celery -A workers.celery_app beat` once per deployment for this.
-        "beat_schedule": {"stt-sweep": {"task": "stt.sweep", "schedule": 60.0}},
+        "beat_schedule": beat_schedule(settings),
     }
+
+
+# How often beat sends stt.prune when retention is on: often enough that each run has
+# little to do (a day's jobs come due spread over 96 runs), rarely enough to cost nothing.
+PRUNE_EVERY = 900.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """The sweeper every minute; with ``STT_RETENTION_DAYS`` > 0, the prune too."""
+    schedule: dict[str, Any] = {"stt-sweep": {"task": "stt.sweep", "schedule": 60.0}}
+    if settings.retention_days > 0:
+        schedule["stt-prune"] = {
+            "task": "stt.prune",
+            "schedule": PRUNE_EVERY,
+            "kwargs": {
+                "days": settings.retention_days,
+                "keep_text": settings.retention_keep_text,
+            },
+            # A prune nobody ran before the next one is due is not worth running.
+            "options": {"expires": PRUNE_EVERY},
+        }
+    return schedule

@@ -25,7 +25,7 @@ from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
-from tasks import runtime
+from tasks import retention, runtime
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
@@ -45,7 +45,7 @@ from tasks.steps import (
 from tasks.store import utcnow as _now
 from tasks.sweep import DEFAULT_GRACE, find_overdue
 
-__all__ = ["callback", "pipeline_signature", "poll", "store", "submit", "sweep"]
+__all__ = ["callback", "pipeline_signature", "poll", "prune", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,19 @@ def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
     if any(counts.values()):
         log.warning("sweep re-drove overdue jobs: %s", counts)
     return counts
+
+
+@shared_task(name="stt.prune", ignore_result=True)
+def prune(days: float, keep_text: bool = False) -> dict[str, Any]:
+    """Delete (or empty) finished jobs older than ``days`` (beat, when STT_RETENTION_DAYS
+    is set; see tasks/retention.py). A run does a bounded number of batches."""
+    report = retention.prune(
+        runtime.get_store(),
+        cutoff=retention.cutoff_for(timedelta(days=days), now=_now()),
+        keep_text=keep_text,
+        max_batches=retention.SCHEDULE_BATCHES,
+    )
+    return {"rows": report.rows, "batches": report.batches, "complete": report.complete}
 
 
 def pipeline_signature(job_id: str) -> Any:

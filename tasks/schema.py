@@ -76,7 +76,8 @@ class JobRow(Base):
     enqueued_at: Mapped[datetime] = mapped_column(index=True)
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    stored_at: Mapped[datetime | None]
+    # Indexed for pruning by age (tasks/retention.py) and usage --since/--until.
+    stored_at: Mapped[datetime | None] = mapped_column(index=True)
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
 
     # Completion callback delivery (tasks/callbacks.py): NULL until the job ends, then

@@ -60,6 +60,10 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Retention (tasks/retention.py): beat prunes finished jobs older than this many days;
+    # 0 keeps every job forever. With keep_text, old jobs keep their text and usage.
+    retention_days: float = 0.0
+    retention_keep_text: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +168,8 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "retention_days": "STT_RETENTION_DAYS",
+    "retention_keep_text": "STT_RETENTION_KEEP_TEXT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -186,6 +192,16 @@ def _number(kind: Callable[[str], T]) -> Callable[[str, str], T]:
     return parse
 
 
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def _flag(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ConfigurationError(name, f"must be true or false (1/0, yes/no), got {raw!r}")
+    return word in _TRUE
+
+
 _PARSERS: dict[str, Callable[[str, str], object]] = {
     "connect_timeout": _number(float),
     "read_timeout": _number(float),
@@ -201,6 +217,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "retention_days": _number(float),
+    "retention_keep_text": _flag,
 }
 
 

@@ -22,6 +22,7 @@ from tasks.normalize import normalize
 from tasks.polling import PollPolicy, next_poll_delay
 from tasks.pricing import estimate_cost
 from tasks.redact import redact_url
+from tasks.slim import slim_result
 from tasks.store import JobRecord, Store
 
 __all__ = [
@@ -273,6 +274,8 @@ def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord
         record.id,
         JobStatus.COMPLETED,
         transcript=transcript,
+        # The columns now hold the transcript: keep the vendor's answer without it.
+        raw_result=slim_result(record.raw_result, transcript, model=record.model),
         cost_usd=estimate_cost(record.model, transcript.usage),
         now=now,
     )

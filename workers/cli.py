@@ -406,6 +406,63 @@ def usage(
         click.echo(f"wrote {plot}", err=True)
 
 
+# -- retention -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "cutoff",
+    metavar="AGE",
+    required=True,
+    callback=_time_bound,
+    help="Prune finished jobs stored longer ago than this: 30d, 12h, 2w, or an ISO date/time.",
+)
+@click.option(
+    "--keep-text",
+    is_flag=True,
+    help="Keep the jobs with their text, usage and cost; empty only raw_result, words "
+    "and segments (their subtitles become one cue for the whole audio).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count the jobs that would be pruned.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Rows per transaction.",
+)
+def prune(cutoff: datetime, keep_text: bool, dry_run: bool, batch_size: int) -> None:
+    """Delete finished jobs older than --older-than, in short batches (see docs/operations.md).
+
+    Only finished jobs (completed, error, failed, timeout, and their callback delivered or
+    given up) are touched; jobs in flight never are. Safe while workers run.
+    """
+    import time
+
+    from tasks import retention
+    from tasks.runtime import get_store
+    from tasks.store import utcnow
+
+    if cutoff >= utcnow():
+        raise click.BadParameter("must be in the past", param_hint="'--older-than'")
+    started = time.monotonic()
+    report = retention.prune(
+        get_store(), cutoff=cutoff, keep_text=keep_text, dry_run=dry_run, batch_size=batch_size
+    )
+    before = cutoff.isoformat(timespec="seconds")
+    if report.dry_run:
+        click.echo(
+            f"dry run: {report.rows} finished jobs stored before {before} would be "
+            f"{report.verb}; nothing was changed"
+        )
+        return
+    click.echo(
+        f"{report.verb} {report.rows} finished jobs stored before {before} "
+        f"({report.batches} batches, {time.monotonic() - started:.1f} s)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     try:
