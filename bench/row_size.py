@@ -91,6 +91,21 @@ def _finished_rows(
     return pairs
 
 
+_COLUMNS = ("text", "words", "segments", "raw_result")
+
+
+def _columns(store: Store) -> list[float]:
+    """Average stored bytes of each of ``_COLUMNS`` (PostgreSQL: after compression)."""
+    size = (
+        "pg_column_size({})"
+        if store.engine.dialect.name == "postgresql"
+        else ("length(CAST({} AS BLOB))")
+    )
+    query = ", ".join(f"coalesce(avg({size.format(c)}), 0)" for c in _COLUMNS)
+    with store.engine.connect() as conn:
+        return [float(v) for v in conn.execute(text(f"SELECT {query} FROM stt_jobs")).one()]
+
+
 def _weigh(store: Store, rows: Sequence[dict[str, Any]], copies: int) -> float:
     """Bytes per row of ``copies`` rows cycled from ``rows``, in an emptied table."""
     with store.engine.begin() as conn:
@@ -146,6 +161,8 @@ def main() -> None:
         "jobs/GiB (slim)",
     ]
     table: list[list[Any]] = []
+    parts_headers = ["database", "family", "audio", "raw full", *(f"{c} (slim)" for c in _COLUMNS)]
+    parts: list[list[Any]] = []
     try:
         with STTClient(API_KEY, emulator.base_url) as client, _databases(args.db) as urls:
             for name, url in urls:
@@ -156,7 +173,12 @@ def main() -> None:
                         for seconds in DURATIONS:
                             pairs = _finished_rows(store, client, model, seconds)
                             full = _weigh(store, [f for f, _ in pairs], args.rows)
+                            full_raw = _columns(store)[-1]
                             slim = _weigh(store, [s for _, s in pairs], args.rows)
+                            parts.append(
+                                [name, family, f"{seconds // 60} min", _kib(full_raw)]
+                                + [_kib(v) for v in _columns(store)]
+                            )
                             table.append(
                                 [
                                     name,
@@ -175,11 +197,15 @@ def main() -> None:
         emulator.stop()
     print()
     print(text_table(headers, table))
+    print("\nKiB per job in each bulky column (stored size):")
+    print(text_table(parts_headers, parts))
     if args.write:
         body = "\n\n".join(
             [
                 f"`{command_line()}`; {machine_note()}.",
                 markdown_table(headers, table),
+                "KiB per job in each bulky column (stored size; PostgreSQL compresses):",
+                markdown_table(parts_headers, parts),
             ]
         )
         update_doc("row_size", body)

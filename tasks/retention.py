@@ -70,7 +70,7 @@ class PruneReport:
     keep_text: bool
     dry_run: bool
     rows: int  # deleted (or emptied); with dry_run, how many would be
-    batches: int
+    batches: int  # statements that changed rows
     # A run stopped by ``max_batches`` may have left prunable rows behind.
     complete: bool = True
 
@@ -133,7 +133,7 @@ def prune(
     """Delete (or empty, with ``keep_text``) finished jobs stored before ``cutoff``
     (see ``cutoff_for``), ``batch_size`` rows per transaction; ``dry_run`` only counts them.
 
-    Stops when a batch finds nothing more, or after ``max_batches`` batches.
+    Stops after a batch that was not full, or after ``max_batches`` batches.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -149,12 +149,15 @@ def prune(
             time.sleep(pause)
         with store.engine.begin() as conn:
             changed = int(conn.execute(statement).rowcount)
-        batches += 1
-        rows += changed
-        if changed == 0:
+        if changed:
+            batches += 1
+            rows += changed
+            log.debug("prune batch %d: %d rows", batches, changed)
+        # A short batch took every row that matched and was free: nothing is left but
+        # rows another transaction holds (skipped; the next run takes them).
+        if changed < batch_size:
             complete = True
             break
-        log.debug("prune batch %d: %d rows", batches, changed)
     if rows:
         more = "" if complete else " (more left for the next run)"
         log.info("pruned %d jobs stored before %s%s", rows, cutoff.isoformat(), more)
