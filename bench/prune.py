@@ -141,7 +141,7 @@ def _database(kind: str) -> Iterator[str]:
             yield f"sqlite:///{Path(tmp) / 'prune.sqlite3'}"
 
 
-def run(kind: str, rows: int, batch_size: int) -> list[Any]:
+def run(kind: str, rows: int, batch_size: int | None) -> list[Any]:
     with _database(kind) as url:
         migrate.upgrade(url)
         store = Store(url)
@@ -183,7 +183,7 @@ def run(kind: str, rows: int, batch_size: int) -> list[Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=retention.BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: prune's")
     parser.add_argument("--db", choices=["both", "postgresql", "sqlite"], default="both")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()

@@ -1,9 +1,9 @@
 """The prune's batches find their rows through the right indexes (SQLite's plan).
 
 Without statistics SQLite picked the ``status`` index and sorted every finished row
-per batch: a 1,000-row batch then held the one write lock for over a second at 200,000
-rows (bench/prune.py). These pin the plan: ``stored_at`` for the inner SELECT, the
-primary key for the outer statement, and no temporary sort.
+per batch (a temporary B-tree), work that grows with the table while the batch holds
+the one write lock. These pin the plan: ``stored_at`` for the inner SELECT, the primary
+key for the outer statement, and no temporary sort.
 """
 
 from __future__ import annotations
