@@ -11,6 +11,6 @@ from celery import Celery
 from tasks.celeryconfig import celery_config
 from tasks.settings import get_settings
 
-app = Celery("stt", include=["tasks.pipeline", "bench.noop"])
+app = Celery("stt", include=["tasks.pipeline", "bench.noop"], amqp="tasks.monitoring:QuietAMQP")
 app.config_from_object(celery_config(get_settings()))
 app.set_default()

@@ -75,11 +75,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for this project; see docs/operations.md for the reasoning."""
     broker_url = settings.broker_url
     transport_options = redis_transport_options(settings.visibility_timeout)
+    transport: str | None = None
     if broker_url.startswith("filesystem://"):
         transport_options = _filesystem_options(broker_url)
         broker_url = "filesystem://"
+    elif broker_url.startswith("redis://"):
+        transport = "tasks.redis_transport:Transport"  # one client per channel
     return {
         "broker_url": broker_url,
+        "broker_transport": transport,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         # Celery gives up after 100 reconnects by default and exits with status 0, which

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task
+from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
 
 from tasks.redact import redact_text
 
-__all__ = ["ReadableTask", "readable"]
+__all__ = ["QuietAMQP", "ReadableTask", "readable"]
 
 REPR_MAX_CHARS = 1024  # Celery's own default for argsrepr
 
@@ -51,3 +52,23 @@ class ReadableTask(Task):  # type: ignore[misc]  # Celery is untyped
         if options.get("kwargsrepr") is None:
             options["kwargsrepr"] = saferepr(readable(dict(kwargs or {})), REPR_MAX_CHARS)
         return super().apply_async(args, kwargs, *more, **options)
+
+
+class QuietAMQP(AMQP):  # type: ignore[misc]  # Celery is untyped
+    """Celery's message factory: a task with ``send_events = False`` sends no events at all.
+
+    ``send_events = False`` silences what the worker sends about a task, but not the
+    ``task-sent`` event its publisher adds (``task_send_sent_event``); this drops that one
+    too. ``stt.poll`` is such a task: a waiting job polls every few seconds for minutes,
+    and its events (four PUBLISHes per poll, and Flower's memory) cost more worker CPU than
+    the poll itself (issue 13, bench/poll_cost.py). Flower keeps submit, store and
+    callback; the polls' own numbers are in the store and the metrics.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        if message.sent_event is not None:
+            task = self.app.tasks.get(name)
+            if task is not None and not task.send_events:
+                message = message._replace(sent_event=None)
+        return message

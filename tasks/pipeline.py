@@ -31,6 +31,7 @@ from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
 from tasks.monitoring import ReadableTask
 from tasks.polling import PollPolicy, submit_retry_delay
+from tasks.reschedule import reschedule
 from tasks.settings import get_settings
 from tasks.steps import (
     Outcome,
@@ -137,7 +138,7 @@ def submit(
     return result.to_message()
 
 
-@shared_task(name="stt.poll", bind=True, **_UNCAPPED)
+@shared_task(name="stt.poll", bind=True, send_events=False, **_UNCAPPED)
 def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     """Ask the server once; re-schedule itself while the job is pending."""
     ref = parse_message(message)
@@ -161,7 +162,8 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         again = {**message, "deferrals": deferrals + 1}
         raise _defer(self, ref.job_id, exc, args=(again,)) from None
     if isinstance(result, Reschedule):
-        raise self.retry(countdown=result.delay)
+        reschedule(self, result.delay)  # a planned wait: no Retry exception (tasks/reschedule.py)
+        return message
     _release(ref.job_id)
     return result.to_message()
 

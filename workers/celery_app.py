@@ -12,6 +12,6 @@ from tasks.settings import get_settings
 
 __all__ = ["app"]
 
-app = Celery("stt", include=["tasks.pipeline"])
+app = Celery("stt", include=["tasks.pipeline"], amqp="tasks.monitoring:QuietAMQP")
 app.config_from_object(celery_config(get_settings()))
 app.set_default()

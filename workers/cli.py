@@ -42,13 +42,30 @@ def cli() -> None:
     show_envvar=True,
     help="threads suits this I/O-bound work; see docs/operations.md.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="STT_WORKER_PROCESSES",
+    show_envvar=True,
+    help="Worker processes on this node [default: one per core]; see docs/operations.md.",
+)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.option("--hostname", "-n", default=None, help="Node name (default: celery's).")
-def worker(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
-    """Run a worker that consumes the stt queue."""
-    from workers.celery_app import app
+def worker(
+    concurrency: int, pool: str, processes: int | None, loglevel: str, hostname: str | None
+) -> None:
+    """Run a worker that consumes the stt queue (one process per core by default)."""
+    from workers.supervise import default_processes, run_processes
 
     _require_current_schema()
+    count = processes or default_processes()
+    if count > 1:
+        options = [f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+        sys.exit(run_processes(count, options, hostname))
+
+    from workers.celery_app import app
+
     argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
     argv += ["--queues=stt", "--without-gossip", "--without-mingle"]
     if hostname:

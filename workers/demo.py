@@ -115,6 +115,8 @@ def run_demo(*, n_jobs: int = 9, keep: bool = False) -> int:
                     "worker",
                     "--concurrency",
                     "8",
+                    "--processes",
+                    "1",
                     "--loglevel",
                     "INFO",
                 ],

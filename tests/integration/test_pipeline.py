@@ -112,3 +112,19 @@ def test_transient_submit_errors_retry_then_give_up_with_a_message(
     assert gave_up.status is JobStatus.FAILED
     assert "gave up after 3 attempts" in (gave_up.error or "")
     assert "503" in (gave_up.error or "")
+
+
+def test_a_job_polled_many_times_runs_store_once(stack: Stack) -> None:
+    """A pending poll re-schedules itself without raising (tasks/reschedule.py): the chain
+    rides on the re-published message and continues only when the job is done."""
+    stack.emulator.configure(fixed=3.0)  # pending for several polls at the tests' 0.2-1 s
+    handle = transcribe("https://media.example.org/many-polls/a.mp3", "aai/slam-1")
+    (record,) = wait_all(stack, [handle.id])
+    assert record.status is JobStatus.COMPLETED
+    assert record.polls >= 3
+    log = stack.workers[0].log()
+    assert log.count(f"job {handle.id} stored as") == 1
+    assert "stt.store" in log and "expects an outcome" not in log
+    assert record.generation_id is not None
+    gets = stack.emulator.requests_log(f"/v1/stt/{record.generation_id}")
+    assert len(gets) == record.polls
