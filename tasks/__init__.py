@@ -7,8 +7,8 @@ Web apps use ``transcribe()`` to enqueue and ``get_transcription()`` to read::
     record = handle.wait(timeout=600)
     print(record.status, record.text)
 
-Names are imported lazily, so ``import tasks.catalog`` (as the emulator does) does not
-pull in Celery, SQLAlchemy and the HTTP client.
+Names are imported lazily, so ``import tasks.catalog`` (``stt-workers models``, a web
+app's model picker) does not pull in Celery, SQLAlchemy and the HTTP client.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
-"""The one table of speech-to-text models: id, result family and price.
+"""The speech-to-text models we know of: id, result family and list price.
 
-The emulator accepts exactly these ids, ``transcribe()`` validates against them, and cost
-estimation reads its prices from here, so adding a model is one line.
+Knowing a model is not a condition for using it: ``transcribe()`` accepts any well-formed
+id (``MODEL_ID``) and lets the API's answer decide, because the vendor adds models without
+asking us. What the table buys is a family hint for ``tasks.normalize`` (the shape is still
+read from the data) and a price for ``tasks.pricing``; ``STT_PRICES_FILE`` overrides or adds
+prices without a release (see tasks/pricing.py). The emulator keeps its own list, written
+from the vendor's documentation (workers/emulator/models.py): the two agree by test.
 
 Prices are *estimates* in USD from the upstream providers' public list prices (the AI/ML API
 bills in its own credits, close to these). Token-priced models (OpenAI) are charged per
@@ -10,10 +14,27 @@ million tokens; the others per minute of audio.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["MODELS", "Family", "ModelInfo", "Price", "family_of", "get_model"]
+__all__ = [
+    "MODELS",
+    "MODEL_ID",
+    "Family",
+    "ModelInfo",
+    "Price",
+    "family_of",
+    "get_model",
+    "guess_family",
+]
+
+# What a vendor model id looks like: "openai/gpt-4o-transcribe", "#g1_nova-2-general",
+# "aai/slam-1". Letters, digits and ``._:+-`` in path segments joined by single slashes,
+# an optional leading "#", at most 128 characters. Loose on purpose (tomorrow's ids must
+# pass), strict enough that a typo'd URL, whitespace or an empty string does not.
+MODEL_ID = re.compile(r"^#?[A-Za-z0-9][A-Za-z0-9._:+-]*(?:/[A-Za-z0-9][A-Za-z0-9._:+-]*)*$")
+MAX_MODEL_ID_CHARS = 128
 
 
 class Family(StrEnum):
@@ -32,6 +53,10 @@ class Price:
     text_input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     per_minute: float = 0.0
+
+    @property
+    def token_priced(self) -> bool:
+        return max(self.audio_input_per_mtok, self.text_input_per_mtok) > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +119,16 @@ def family_of(model_id: str) -> Family | None:
     """The result family of ``model_id``, or ``None`` when unknown."""
     info = MODELS.get(model_id)
     return info.family if info else None
+
+
+# The vendor prefixes ids by upstream provider; an unlisted id with a known prefix almost
+# surely answers in that provider's shape. Only a hint: normalize reads the shape itself.
+_PREFIXES = (("openai/", Family.OPENAI), ("#g1_", Family.DEEPGRAM), ("aai/", Family.ASSEMBLYAI))
+
+
+def guess_family(model_id: str) -> Family | None:
+    """The listed family of ``model_id``, else the one its prefix suggests, else ``None``."""
+    listed = family_of(model_id)
+    if listed is not None:
+        return listed
+    return next((family for prefix, family in _PREFIXES if model_id.startswith(prefix)), None)

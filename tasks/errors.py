@@ -86,6 +86,7 @@ class InvalidInput(STTError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.detail = message  # without the field: for callers that name the field already
 
 
 class ConfigurationError(STTError):

@@ -12,7 +12,8 @@ job's ``result`` is one of:
   AssemblyAI API, word and utterance times are **milliseconds** while ``audio_duration`` is
   **seconds**; everything in a ``Transcript`` is seconds.
 
-The shape is detected from the data; the model's catalog family only breaks ties. A shape
+The shape is detected from the data; the model's family (listed, or guessed from its id's
+prefix) only breaks ties, so a model the catalog does not list still normalizes. A shape
 we cannot read is a ``PermanentError``: the job is stored as failed with the keys we saw.
 """
 
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tasks.catalog import Family, family_of
+from tasks.catalog import Family, guess_family
 from tasks.errors import PermanentError
 from tasks.models import Segment, Transcript, Usage, Word
 
@@ -214,7 +215,7 @@ def normalize(result: Mapping[str, Any] | None, *, model: str | None = None) -> 
         raise PermanentError("the job completed without a result")
     if not isinstance(result, Mapping):
         raise PermanentError(f"unknown result shape: a {type(result).__name__}, not an object")
-    hint = family_of(model) if model else None
+    hint = guess_family(model) if model else None
     family = detect_family(result, hint=hint)
     if family is None:
         keys = ", ".join(sorted(map(str, result))[:20]) or "none"

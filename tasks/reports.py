@@ -218,13 +218,16 @@ class UsageRow:
     group: str
     jobs: int
     completed: int
-    audio_minutes: float
+    audio_minutes: float | None  # None: no job of the group reported its audio's length
     input_tokens: int
     audio_tokens: int
     text_tokens: int
     output_tokens: int
     total_tokens: int
-    cost_usd: float  # estimated; jobs whose cost cannot be told add nothing
+    # Estimated, over the jobs whose cost is known; None when no job's is. ``unpriced``
+    # counts completed jobs without a cost (a model with no price): a known part, not 0.
+    cost_usd: float | None
+    unpriced: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +263,7 @@ def usage_report(
             func.sum(func.coalesce(JobRow.audio_seconds, JobRow.billed_seconds)),
             *(func.sum(getattr(JobRow, name)) for name in _TOKEN_COLUMNS),
             func.sum(JobRow.cost_usd),
+            func.sum(_is_unpriced()),
         )
         .where(JobRow.stored_at.is_not(None))
         .group_by(key)
@@ -293,17 +297,34 @@ def _utc_day(store: Store) -> ColumnElement[str]:
     return type_coerce(expression, String)
 
 
+def _is_unpriced() -> ColumnElement[int]:
+    return case(
+        ((JobRow.status == JobStatus.COMPLETED.value) & JobRow.cost_usd.is_(None), 1), else_=0
+    )
+
+
 def _usage_row(group: Any, jobs: Any, completed: Any, seconds: Any, *rest: Any) -> UsageRow:
-    """One aggregate row as typed totals (SUM of nothing is NULL, which is 0 here)."""
-    tokens = dict(zip(_TOKEN_COLUMNS, (int(t or 0) for t in rest[:-1]), strict=True))
+    """One aggregate row as typed totals.
+
+    SUM of no tokens is NULL, which is 0 tokens; but SUM of no seconds or no costs is
+    "unknown" and stays ``None``: 0.00 minutes or $0 would be a claim nobody made.
+    """
+    *token_sums, cost, unpriced = rest
+    tokens = dict(zip(_TOKEN_COLUMNS, (int(t or 0) for t in token_sums), strict=True))
     return UsageRow(
         group=str(group),
         jobs=int(jobs),
         completed=int(completed or 0),
-        audio_minutes=float(seconds or 0) / 60.0,
-        cost_usd=float(rest[-1] or 0),
+        audio_minutes=None if seconds is None else float(seconds) / 60.0,
+        cost_usd=None if cost is None else float(cost),
+        unpriced=int(unpriced or 0),
         **tokens,
     )
+
+
+def _known_sum(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return math.fsum(known) if known else None
 
 
 def _add_up(rows: Sequence[UsageRow]) -> UsageRow:
@@ -311,11 +332,12 @@ def _add_up(rows: Sequence[UsageRow]) -> UsageRow:
         group="total",
         jobs=sum(r.jobs for r in rows),
         completed=sum(r.completed for r in rows),
-        audio_minutes=math.fsum(r.audio_minutes for r in rows),
+        audio_minutes=_known_sum([r.audio_minutes for r in rows]),
         input_tokens=sum(r.input_tokens for r in rows),
         audio_tokens=sum(r.audio_tokens for r in rows),
         text_tokens=sum(r.text_tokens for r in rows),
         output_tokens=sum(r.output_tokens for r in rows),
         total_tokens=sum(r.total_tokens for r in rows),
-        cost_usd=math.fsum(r.cost_usd for r in rows),
+        cost_usd=_known_sum([r.cost_usd for r in rows]),
+        unpriced=sum(r.unpriced for r in rows),
     )

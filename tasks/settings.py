@@ -60,6 +60,8 @@ class Settings:
     rate_limit_redis_url: str | None = None
     # Redis redelivers a message not acked within this many seconds (a killed worker's).
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
+    prices_file: str | None = None
     # Retention (tasks/retention.py): beat prunes finished jobs older than this many days;
     # 0 keeps every job forever. With keep_text, old jobs keep their text and usage.
     retention_days: float = 0.0
@@ -168,6 +170,7 @@ ENV_NAMES: dict[str, str] = {
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
+    "prices_file": "STT_PRICES_FILE",
     "retention_days": "STT_RETENTION_DAYS",
     "retention_keep_text": "STT_RETENTION_KEEP_TEXT",
 }

@@ -157,7 +157,8 @@ def submit_job(
         )
     except PermanentError as exc:
         store.count_submit_attempt(job_id)
-        return Outcome(job_id, JobStatus.FAILED, f"submit rejected: {exc}")
+        # The error already says how it was refused ("rejected: ...", "unauthorized ...").
+        return Outcome(job_id, JobStatus.FAILED, f"submit {exc}")
     try:
         store.mark_submitted(job_id, generation.generation_id, now=now)
     except DBAPIError as exc:

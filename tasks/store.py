@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import (
@@ -35,7 +36,7 @@ from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
 from tasks.schema import JobRow
 from tasks.validation import JobRequest
 
-__all__ = ["JobRecord", "Store"]
+__all__ = ["JobRecord", "Store", "sqlite_file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,20 @@ def _finish_statement(job_id: str, status: JobStatus, **fields: Unpack[FinishFie
 
 def _plain(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__ if getattr(obj, name) is not None}
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a file-backed SQLite database's file; ``None`` for anything else.
+
+    Opening such a URL creates the file, so a caller that must only read checks first.
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or _in_memory(url) or not database:
+        return None
+    if database.startswith("file:"):  # a URI filename: file:path?mode=ro
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database).resolve()
 
 
 def _in_memory(url: str) -> bool:

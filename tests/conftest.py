@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.stack",
     "tests.fixtures.reliability",
+    "tests.fixtures.audio_files",
 ]

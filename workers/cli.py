@@ -7,12 +7,17 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tasks.errors import InvalidInput
 from tasks.models import JobStatus
 from workers import render
+
+if TYPE_CHECKING:
+    from tasks.pricing import PricedModel
+    from tasks.store import JobRecord, Store
 
 __all__ = ["main"]
 
@@ -59,6 +64,7 @@ def worker(
     from workers.supervise import default_processes, run_processes
 
     _require_current_schema()
+    _price_table()  # a worker that cannot price jobs stops here, not at its first store
     count = processes or default_processes()
     if count > 1:
         options = [f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
@@ -244,27 +250,45 @@ def submit(
             )
         except InvalidInput as exc:
             where = f" (URL #{index + 1})" if len(all_urls) > 1 else ""
-            raise click.BadParameter(f"{exc}{where}", param_hint=f"'{exc.field}'") from None
+            raise click.BadParameter(f"{exc.detail}{where}", param_hint=f"'{exc.field}'") from None
     if callback_url is not None:
         _require_callback_secret()
-    handles = [
-        transcribe(
-            url,
-            model,
-            language=language,
-            prompt=prompt,
-            temperature=temp,
-            callback_url=callback_url,
+    enqueued: list[str] = []
+    try:
+        for url in all_urls:
+            handle = transcribe(
+                url,
+                model,
+                language=language,
+                prompt=prompt,
+                temperature=temp,
+                callback_url=callback_url,
+            )
+            enqueued.append(handle.id)
+        if not (wait or from_file):
+            for job_id, url in zip(enqueued, all_urls, strict=True):
+                click.echo(json.dumps({"id": job_id, "url": url}) if as_json else job_id)
+            return
+        records = render.wait_with_progress(enqueued, timeout=timeout)
+    except KeyboardInterrupt:
+        # The jobs run on without us: say which, so they can be followed up.
+        click.echo(
+            f"\ninterrupted: {len(enqueued)} of {len(all_urls)} jobs were enqueued and run on "
+            "(stt-workers status ID):",
+            err=True,
         )
-        for url in all_urls
-    ]
-    if not (wait or from_file):
-        for handle, url in zip(handles, all_urls, strict=True):
-            click.echo(json.dumps({"id": handle.id, "url": url}) if as_json else handle.id)
-        return
-    records = render.wait_with_progress([h.id for h in handles], timeout=timeout)
+        for job_id in enqueued:
+            click.echo(job_id)
+        sys.exit(130)
     for record in records:
         click.echo(json.dumps(render.record_json(record)) if as_json else render.summary(record))
+    pending = [r for r in records if not r.done]
+    if pending:
+        click.echo(
+            f"timed out after {timeout:g} s: {len(pending)} of {len(records)} jobs not finished "
+            f"(still {pending[0].status.value}); is a worker running on queue stt?",
+            err=True,
+        )
     if any(r.status is not JobStatus.COMPLETED for r in records):
         sys.exit(1)
 
@@ -286,14 +310,28 @@ def _parse_temperature(raw: str | None) -> float | None:
         return float(raw)
     except ValueError:
         raise click.BadParameter(
-            f"temperature: must be a number in [0, 1], got {raw!r}", param_hint="'temperature'"
+            f"must be a number in [0, 1], got {raw!r}", param_hint="'temperature'"
         ) from None
 
 
-def _load(job_id: str) -> object:
-    from tasks.jobs import get_transcription
+def _read_store() -> Store:
+    """The store, for a command that only reads it: never creates a database.
 
-    record = get_transcription(job_id)
+    Opening a missing SQLite file would create an empty one (with the schema), and a
+    mistyped STT_DATABASE_URL would then answer "no jobs" instead of pointing at itself.
+    """
+    from tasks.runtime import get_store
+    from tasks.settings import get_settings
+    from tasks.store import sqlite_file
+
+    path = sqlite_file(get_settings().database_url)
+    if path is not None and not path.exists():
+        raise click.ClickException(f"no store at {path} (set STT_DATABASE_URL)")
+    return get_store()
+
+
+def _load(job_id: str) -> JobRecord:
+    record = _read_store().get(job_id)
     if record is None:
         raise click.ClickException(f"no job {job_id!r}")
     return record
@@ -303,7 +341,7 @@ def _load(job_id: str) -> object:
 @click.argument("job_id")
 def status(job_id: str) -> None:
     """Show one job's status and timings."""
-    click.echo(render.details(_load(job_id)))  # type: ignore[arg-type]
+    click.echo(render.details(_load(job_id)))
 
 
 @cli.command()
@@ -312,7 +350,7 @@ def status(job_id: str) -> None:
 def result(job_id: str, fmt: str) -> None:
     """Print a job's transcript as text, JSON or subtitles."""
     try:
-        click.echo(render.result(_load(job_id), fmt))  # type: ignore[arg-type]
+        click.echo(render.result(_load(job_id), fmt))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -322,19 +360,47 @@ def result(job_id: str, fmt: str) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def list_(status_: str | None, limit: int) -> None:
     """List the newest jobs."""
-    from tasks.runtime import get_store
-
-    records = get_store().list_jobs(status=JobStatus(status_) if status_ else None, limit=limit)
+    records = _read_store().list_jobs(status=JobStatus(status_) if status_ else None, limit=limit)
     click.echo(render.table(records))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,  # -h/--help go to the emulator's own parser, which lists its options
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def emulator(args: tuple[str, ...]) -> None:
-    """Run the AI/ML STT API emulator (see ``--help`` of it: stt-workers emulator -h)."""
+    """Run the AI/ML STT API emulator (its options: stt-workers emulator --help)."""
     from workers.emulator.cli import main as emulator_main
 
-    sys.exit(emulator_main(list(args)))
+    sys.exit(emulator_main(list(args), prog="stt-workers emulator"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """Known models: result family, estimated price, and where each price came from.
+
+    Prices are the catalog's unless STT_PRICES_FILE (TOML or JSON) overrides or adds them.
+    """
+    from workers import report_render
+
+    table = sorted(_price_table().values(), key=lambda m: m.id)
+    if as_json:
+        click.echo(json.dumps(report_render.models_json(table), indent=2))
+    else:
+        click.echo(report_render.models_text(table))
+
+
+def _price_table() -> dict[str, PricedModel]:
+    """This process's prices; a bad STT_PRICES_FILE is one line and exit 1."""
+    from tasks.errors import ConfigurationError
+    from tasks.pricing import price_table
+
+    try:
+        return price_table()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -374,10 +440,9 @@ _TIME_HELP = "A duration back from now (30m, 1h, 7d) or an ISO date/time (UTC un
 def stats(since: datetime | None, as_json: bool) -> None:
     """Counts by status, latency percentiles, polls per job and last-hour throughput."""
     from tasks.reports import job_stats
-    from tasks.runtime import get_store
     from workers import report_render
 
-    report = job_stats(get_store(), since=since)
+    report = job_stats(_read_store(), since=since)
     if as_json:
         click.echo(json.dumps(report_render.stats_json(report), indent=2))
     else:
@@ -403,7 +468,6 @@ def usage(
 ) -> None:
     """Audio minutes, tokens and estimated cost of finished jobs, per model or per UTC day."""
     from tasks.reports import GroupBy, usage_report
-    from tasks.runtime import get_store
     from workers import report_render
 
     if since is not None and until is not None and since >= until:
@@ -413,7 +477,7 @@ def usage(
         )
     if plot is not None:
         report_render.require_plotting()
-    report = usage_report(get_store(), by=GroupBy(by), since=since, until=until)
+    report = usage_report(_read_store(), by=GroupBy(by), since=since, until=until)
     click.echo(
         report_render.usage_csv(report) if as_csv else report_render.usage_text(report),
         nl=not as_csv,

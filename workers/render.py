@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tasks.models import Segment, Transcript, Usage, Word
+from tasks.models import JobStatus, Segment, Transcript, Usage, Word
 from tasks.redact import redact_url
 from tasks.store import JobRecord
 from tasks.subtitles import to_srt, to_vtt
@@ -49,6 +49,13 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _cost(record: JobRecord) -> object:
+    """The estimate, or "unpriced" for a completed job without one (never a silent 0)."""
+    if record.cost_usd is None and record.status is JobStatus.COMPLETED:
+        return "unpriced"
+    return record.cost_usd
+
+
 def details(record: JobRecord) -> str:
     rows = [
         ("id", record.id),
@@ -67,7 +74,7 @@ def details(record: JobRecord) -> str:
         ("text_tokens", record.text_tokens),
         ("output_tokens", record.output_tokens),
         ("total_tokens", record.total_tokens),
-        ("cost_usd", record.cost_usd),
+        ("cost_usd", _cost(record)),
         ("enqueued_at", record.enqueued_at),
         ("submitted_at", record.submitted_at),
         ("finished_at", record.finished_at),
@@ -91,7 +98,7 @@ def table(records: Sequence[JobRecord]) -> str:
         audio = _fmt(r.audio_seconds or r.billed_seconds)
         lines.append(
             f"{r.id:<32}  {r.status.value:<9}  {r.model:<30}  {audio:>8}  "
-            f"{_fmt(r.cost_usd):>9}  {_short(r.text if r.text is not None else r.error, 50)}"
+            f"{_fmt(_cost(r)):>9}  {_short(r.text if r.text is not None else r.error, 50)}"
         )
     return "\n".join(lines)
 
@@ -115,6 +122,11 @@ def result(record: JobRecord, fmt: str) -> str:
     """The transcript in ``fmt`` (text, json, srt, vtt); ``ValueError`` if there is none."""
     if fmt == "json":
         return json.dumps(record_json(record), indent=2, ensure_ascii=False)
+    if not record.done:
+        raise ValueError(
+            f"job {record.id} is {record.status.value}, not finished yet: no transcript "
+            f"(stt-workers status {record.id})"
+        )
     if record.text is None:
         raise ValueError(
             f"job {record.id} has no transcript ({record.status.value}: {record.error})"

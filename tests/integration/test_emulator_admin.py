@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from datetime import datetime
 
@@ -110,8 +111,51 @@ def test_bad_settings_are_refused_by_name(emulator: EmulatorHandle) -> None:
         ({"speed": "fast"}, "speed"),
         ({"retention": 0}, "retention"),
         ({"seed": 1.5}, "seed"),
+        ({"models": {"acme/x": "acme"}}, "family must be one of"),
+        ({"models": ["acme/x"]}, "models"),
     ):
         response = requests.post(url, json=settings, timeout=10)
         assert response.status_code == 400
         assert word in response.json()["error"]
     assert requests.post(url, data=b"[1]", timeout=10).status_code == 400
+
+
+def test_expire_forgets_a_pending_job_now(emulator: EmulatorHandle) -> None:
+    emulator.configure(fixed=3600.0)
+    generation_id = emulator.create("https://example.com/e.mp3").json()["generation_id"]
+    assert emulator.poll(generation_id).json()["status"] in ("queued", "generating")
+    emulator.expire(generation_id)
+    gone = emulator.poll(generation_id)
+    assert gone.status_code == 404 and gone.json()["message"] == "Generation not found"
+    again = requests.post(f"{emulator.base_url}/_emulator/jobs/{generation_id}/expire", timeout=10)
+    assert again.status_code == 404
+
+
+def test_a_model_taught_at_run_time_is_served_until_reset(emulator: EmulatorHandle) -> None:
+    refused = emulator.create("https://example.com/m.mp3", "aai/universal-3")
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == [
+        {"field": "model", "message": "model 'aai/universal-3' is not supported"}
+    ]
+    config = emulator.configure(models={"aai/universal-3": "assemblyai"}, fixed=0.0)
+    assert config["models"] == {"aai/universal-3": "assemblyai"}
+    created = emulator.create("https://example.com/m.mp3", "aai/universal-3")
+    assert created.status_code == 201, created.text
+    result = emulator.wait(created.json()["generation_id"])["result"]
+    assert result["status"] == "completed" and "audio_duration" in result  # AssemblyAI's shape
+    emulator.reset()
+    assert emulator.create("https://example.com/m.mp3", "aai/universal-3").status_code == 400
+
+
+def test_realistic_timing_spreads_finish_times_by_duration(emulator: EmulatorHandle) -> None:
+    """Jobs of one duration finish at different times; longer audio takes longer."""
+    emulator.configure(speed=0.01, fixed=None, queue_delay=0.0, spread=0.5, queue_spread=0.0)
+    finish: dict[int, list[float]] = {10: [], 200: []}
+    for seconds, spans in finish.items():
+        for i in range(20):
+            url = f"https://example.com/force-duration-{seconds}/spread-{i}.mp3"
+            job = emulator.job(emulator.create(url, "aai/nano").json()["generation_id"])
+            spans.append(job["finished_ts"] - job["started_ts"])
+    assert len({round(s, 6) for s in finish[10]}) == 20  # spread, not one fixed time
+    assert statistics.median(finish[200]) > 10 * statistics.median(finish[10])
+    assert emulator.config()["spread"] == 0.5

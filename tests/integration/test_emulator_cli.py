@@ -25,6 +25,8 @@ from workers.emulator.cli import main
         ["--fault-get", "latency_ms=800-200"],
         ["--dialect", "v9"],
         ["--retention", "0"],
+        ["--model", "acme/x"],
+        ["--model", "acme/x=acme"],
     ],
 )
 def test_bad_flags_exit_2_naming_the_problem(
@@ -63,8 +65,20 @@ def test_help_lists_the_flags() -> None:
         check=True,
     ).stdout
     for flag in ("--port", "--api-key", "--retention", "--speed", "--fixed", "--queue-delay",
-                 "--dialect", "--seed", "--fault", "--fault-create", "--fault-get"):  # fmt: skip
+                 "--dialect", "--seed", "--fault", "--fault-create", "--fault-get",
+                 "--model"):  # fmt: skip
         assert flag in out
+
+
+def test_model_flag_serves_a_model_the_documented_list_lacks(
+    emulator_factory: Callable[..., EmulatorHandle],
+) -> None:
+    emu = emulator_factory("--model", "#g1_nova-4-general=deepgram", "--fixed", "0")
+    assert emu.config()["models"] == {"#g1_nova-4-general": "deepgram"}
+    created = emu.create("https://example.com/n.mp3", "#g1_nova-4-general")
+    assert created.status_code == 201, created.text
+    result = emu.wait(created.json()["generation_id"])["result"]
+    assert "alternatives" in result["results"]["channels"]  # Deepgram's shape
 
 
 def test_a_hung_request_does_not_hold_up_a_stop(

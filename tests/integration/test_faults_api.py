@@ -119,15 +119,29 @@ def test_fault_mix_all_jobs_complete_retry_after_honoured_no_request_held(
     )
 
 
+def wait_submitted(stack: Stack, ids: list[str], timeout: float = 60) -> list[str]:
+    """The generation ids of ``ids`` once every job has one (the create was answered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = stack.store.get_many(ids)
+        if len(records) == len(ids) and all(r.generation_id for r in records):
+            return [r.generation_id for r in records if r.generation_id]
+        time.sleep(0.1)
+    raise AssertionError(f"not all submitted: {stack.store.get_many(ids)}")
+
+
 def test_permanent_errors_end_the_job_after_one_request(
     stack: Stack, reliability: Callable[..., Any]
 ) -> None:
     emu = stack.emulator
-    # 404 for an expired id: the job is forgotten a millisecond after it finishes.
-    emu.configure(retention=0.001)
+    # 404 for an expired id: jobs that would never finish on their own are expired through
+    # the admin API once submitted, so no poll can see them completed first.
+    emu.configure(fixed=3600.0)
     expired = [
         transcribe(f"https://media.example.org/expired/{i}.mp3", "aai/nano") for i in range(3)
     ]
+    for generation_id in wait_submitted(stack, [h.id for h in expired]):
+        emu.expire(generation_id)
     records = wait_all(stack, [h.id for h in expired], timeout=60)
     for record in records:
         assert record.status is JobStatus.FAILED
@@ -136,7 +150,7 @@ def test_permanent_errors_end_the_job_after_one_request(
         assert answers.count(404) == 1 and answers[-1] == 404, answers  # no retry after it
 
     # A bad key: every create is refused with 401, once per job.
-    emu.configure(retention=3600, api_keys=["sk-some-other-key"])
+    emu.configure(fixed=0.3, api_keys=["sk-some-other-key"])
     before = emu.stats()["by_endpoint"].get("create", 0)
     refused = [transcribe(f"https://media.example.org/nokey/{i}.mp3", "aai/nano") for i in range(3)]
     records = wait_all(stack, [h.id for h in refused], timeout=60)

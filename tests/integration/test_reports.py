@@ -239,8 +239,11 @@ def test_usage_by_model_sums_tokens_minutes_cost_with_a_total(store: Store) -> N
     assert (slam.jobs, slam.completed, slam.audio_minutes, slam.total_tokens) == (2, 1, 2.0, 0)
     assert slam.cost_usd == pytest.approx(0.005)
     nova = rows[NOVA]
-    assert (nova.jobs, nova.audio_minutes, nova.cost_usd) == (1, pytest.approx(1.0), 0.0)
+    # Completed without a cost estimate: unpriced, not free.
+    assert (nova.jobs, nova.audio_minutes, nova.cost_usd) == (1, pytest.approx(1.0), None)
+    assert (nova.unpriced, mini.unpriced, slam.unpriced) == (1, 0, 0)
     total = report.total
+    assert total.unpriced == 1
     assert (total.group, total.jobs, total.completed, total.total_tokens) == ("total", 5, 4, 360)
     assert total.audio_minutes == pytest.approx(5.0)
     assert total.cost_usd == pytest.approx(0.008)
@@ -319,8 +322,12 @@ def test_cli_usage_csv_by_day_and_table_by_model(store: Store, database_url: str
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "jobs", "done"]
-    assert lines[-1].split()[:3] == ["total", "5", "4"] and lines[-1].endswith("0.0080")
+    assert lines[0].split()[-2:] == ["$", "unpriced"]
+    total = lines[-1].split()
+    assert total[:3] == ["total", "5", "4"] and total[-2:] == ["0.0080", "1"]
     assert any(line.startswith(SLAM) for line in lines)
+    nova = next(line for line in lines if line.startswith(NOVA))
+    assert nova.split()[-2:] == ["unpriced", "1"]
 
     empty = cli(database_url, "usage", "--since", "2030-01-01")
     assert empty.returncode == 0 and "no finished jobs" in empty.stdout
@@ -417,3 +424,31 @@ def test_stats_after_a_real_worker_ran_jobs(make_stack: Callable[..., Stack]) ->
     assert float(rows["total"]["cost_usd"]) == pytest.approx(
         sum(float(rows[m]["cost_usd"]) for m in (MINI, SLAM, NOVA))
     )
+
+
+def test_usage_shows_unknown_minutes_as_unknown_and_rounds_csv(
+    store: Store, database_url: str
+) -> None:
+    day = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    # OpenAI reports tokens, not the audio's length: its minutes are unknown, not 0.
+    add_job(store, enqueued=day, stored=day, usage=Usage(output_tokens=7), cost=0.0001)
+    add_job(  # 1/3 minute and a cost with float noise
+        store,
+        model=SLAM,
+        enqueued=day,
+        stored=day,
+        usage=Usage(audio_seconds=20.0),
+        cost=0.1 + 0.2,
+    )
+    table = cli(database_url, "usage").stdout.splitlines()
+    mini = next(line for line in table if line.startswith(MINI))
+    assert mini.split()[3] == "unknown", table
+    assert next(line for line in table if line.startswith(SLAM)).split()[3] == "0.33"
+    rows = {
+        r["model"]: r
+        for r in csv.DictReader(io.StringIO(cli(database_url, "usage", "--csv").stdout))
+    }
+    assert rows[MINI]["audio_minutes"] == ""
+    assert rows[SLAM]["audio_minutes"] == "0.333" and rows[SLAM]["cost_usd"] == "0.300000"
+    assert rows["total"]["audio_minutes"] == "0.333"
+    assert rows["total"]["cost_usd"] == "0.300100"

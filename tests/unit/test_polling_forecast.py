@@ -18,7 +18,7 @@ from tasks.polling import (
     next_poll_delay,
     planned_poll_delay,
 )
-from tasks.speed import SpeedModel
+from tasks.speed import MIN_JOBS, Observation, SpeedModel, fit
 
 CASES = 3_000
 
@@ -123,3 +123,51 @@ def test_speed_model_forecast_orders_its_quantiles_and_knows_what_it_does_not_kn
         assert model.forecast(unknown) is None
     with pytest.raises(ValueError):
         SpeedModel(queue=-1, rate=0.1, sigma=0.3)
+
+
+def censored(rng: random.Random, model: SpeedModel, n: int) -> list[Observation]:
+    """Jobs of the model, each seen only by polls every 2-10 s: interval-censored times."""
+    jobs = []
+    for _ in range(n):
+        duration = math.exp(rng.uniform(math.log(5), math.log(3600)))
+        total = rng.uniform(model.queue - 1, model.queue + 1) + model.rate * duration * (
+            rng.lognormvariate(0, model.sigma)
+        )
+        t, lower = rng.uniform(1, 8), 0.0
+        while t < total:
+            lower, t = t, t + rng.uniform(2, 10)
+        jobs.append(Observation(duration, lower, t))
+    return jobs
+
+
+def test_fit_recovers_a_known_model_from_censored_times() -> None:
+    truth = SpeedModel(queue=2.0, rate=0.1, sigma=0.3)
+    fitted = fit(censored(random.Random(5), truth, 400))
+    assert fitted is not None
+    assert fitted.rate == pytest.approx(truth.rate, rel=0.1)
+    assert fitted.sigma == pytest.approx(truth.sigma, rel=0.3)
+    assert 0 <= fitted.queue <= 5
+
+
+def test_fit_needs_enough_clean_jobs() -> None:
+    truth = SpeedModel(queue=1.0, rate=0.05, sigma=0.2)
+    assert fit(censored(random.Random(6), truth, MIN_JOBS - 1)) is None
+    junk = [Observation(math.nan, 0, 1), Observation(-1, 0, 1), Observation(5, 3, 2)] * 20
+    assert fit(junk) is None
+    fitted = fit(censored(random.Random(6), truth, MIN_JOBS) + junk)
+    assert fitted is not None and fitted.rate == pytest.approx(truth.rate, rel=0.25)
+
+
+def test_a_learned_model_still_meets_the_goal() -> None:
+    """Learned from 200 censored jobs, then used: the forecast is good enough."""
+    truth = SpeedModel(queue=2.0, rate=0.1, sigma=0.3, queue_spread=1.5)
+    learned = fit(censored(random.Random(8), truth, 200))
+    assert learned is not None
+    rng = random.Random(9)
+    lags, fixed_lags = [], []
+    for _ in range(2_000):
+        duration = math.exp(rng.uniform(math.log(5), math.log(3600)))
+        total = rng.uniform(1, 3) + truth.rate * duration * rng.lognormvariate(0, truth.sigma)
+        lags.append(simulate(total, learned.forecast(duration), rng)[0])
+        fixed_lags.append((math.floor(total / 10) + 1) * 10 - total)
+    assert sum(lags) <= 0.5 * sum(fixed_lags)

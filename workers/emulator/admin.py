@@ -113,6 +113,19 @@ async def job(request: web.Request) -> web.Response:
     return _json(job_info(found, now))
 
 
+@routes.post("/_emulator/jobs/{generation_id}/expire")
+async def expire(request: web.Request) -> web.Response:
+    """Forget a job now, as its retention running out would: its next poll answers 404.
+
+    Deterministic where a tiny ``retention`` is not: a poll that lands between the job's
+    finish and its expiry would see it completed.
+    """
+    generation_id = request.match_info["generation_id"]
+    if not request.app[STATE].store.forget(generation_id):
+        return _json({"error": "no such job (unknown or expired)"}, 404)
+    return _json({"expired": generation_id})
+
+
 @routes.get("/_emulator/creates")
 async def creates(request: web.Request) -> web.Response:
     """Per source (URL, or upload SHA-256): generations created, and create calls made."""

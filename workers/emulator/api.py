@@ -23,6 +23,7 @@ from workers.emulator.faults import Fault
 from workers.emulator.intake import CreateRequest, read_create
 from workers.emulator.jobs import Job, new_generation_id
 from workers.emulator.state import LOG_ENTRY, STATE, State
+from workers.emulator.timing import server_times
 from workers.emulator.transcript import duration_for
 
 __all__ = ["FORCED_ERROR_MESSAGE", "create_generation", "get_generation", "not_found"]
@@ -138,7 +139,7 @@ async def create_generation(request: web.Request) -> web.StreamResponse:
     spec, fault, early = await _admit(request, "create", time.time())
     if early is not None:
         return early
-    parsed = await read_create(request)
+    parsed = await read_create(request, config.model)
     if isinstance(parsed, list):
         return error_response(state, "create", 400, request.path, errors=parsed)
     calls = state.store.note_create_call(parsed.source)
@@ -171,13 +172,15 @@ async def _new_job(
                 sha = hashlib.sha256(download.data).hexdigest()
                 read = wav_duration(download.data)
     duration = read if read is not None else duration_for(source)
-    processing = 0.0 if error is not None else config.processing_seconds(duration)
+    queue, processing = server_times(config, duration, state.dice.rng)
+    if error is not None:
+        processing = 0.0
     if error is None and forcing.error:
         error = FORCED_ERROR_MESSAGE
     if state.dice.job_fails(spec) and error is None:
         error = spec.job_error_message
     now = time.monotonic()
-    start = now + config.queue_delay
+    start = now + queue
     return Job(
         generation_id=new_generation_id(),
         model=req.model,

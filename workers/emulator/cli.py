@@ -25,6 +25,8 @@ from workers.emulator.config import (
     FaultSpec,
     parse_fault_assignment,
 )
+from workers.emulator.models import parse_models
+from workers.emulator.timing import REALISTIC
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -32,9 +34,9 @@ READY_PREFIX = "aiml-stt emulator listening on "
 SHUTDOWN_TIMEOUT = 1.0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m workers.emulator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m workers.emulator",
+        prog=prog,
         description="Emulate the AI/ML API's async speech-to-text endpoints (docs/emulator.md).",
     )
     add = parser.add_argument
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="processing time = SECONDS whatever the duration (overrides --speed)")  # fmt: skip
     add("--queue-delay", type=float, default=0.5, metavar="SECONDS",
         help="time in the first pending state before processing (default 0.5)")  # fmt: skip
+    add("--realistic", action="store_true",
+        help="random server times as a real service shows: " + ", ".join(
+            f"{k}={v:g}" for k, v in REALISTIC.items()) + " (docs/emulator.md)")  # fmt: skip
+    add("--spread", type=float, default=None, metavar="SIGMA",
+        help="lognormal spread of the processing time (default 0: exact)")  # fmt: skip
     add("--dialect", choices=[d.value for d in Dialect], default=Dialect.CLASSIC.value,
         help="answer variant: status words and envelope (default classic)")  # fmt: skip
     add("--seed", type=int, default=0, help="seed of the fault dice (default 0)")
@@ -59,12 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault setting for POST /v1/stt/create only (replaces --fault there)")  # fmt: skip
     add("--fault-get", action="append", default=[], metavar="KEY=VALUE",
         help="fault setting for GET /v1/stt/{id} only (replaces --fault there)")  # fmt: skip
+    add("--model", action="append", default=[], dest="models", metavar="ID=FAM",
+        help="also serve model ID, answering like FAM (openai, deepgram, assemblyai)")  # fmt: skip
     add("--access-log", action="store_true", help="log every request to stderr (slower)")
     return parser
 
 
 def _faults(assignments: list[str]) -> FaultSpec:
     return FaultSpec.from_mapping(dict(parse_fault_assignment(a) for a in assignments))
+
+
+def _timing(args: argparse.Namespace) -> dict[str, float]:
+    timing: dict[str, float] = dict(REALISTIC) if args.realistic else {}
+    if args.spread is not None:
+        timing["spread"] = args.spread
+    return timing
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -75,11 +91,13 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         speed=args.speed,
         fixed=args.fixed,
         queue_delay=args.queue_delay,
+        **_timing(args),
         dialect=Dialect(args.dialect),
         seed=args.seed,
         faults=_faults(args.fault),
         faults_create=_faults(args.fault_create) if args.fault_create else None,
         faults_get=_faults(args.fault_get) if args.fault_get else None,
+        models=parse_models(dict(parse_fault_assignment(a) for a in args.models)),
     )
 
 
@@ -107,9 +125,9 @@ async def serve(app: web.Application, host: str, port: int, access_log: bool) ->
         await runner.cleanup()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Entry point for ``python -m workers.emulator`` and ``stt-workers emulator``."""
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         config = config_from_args(args)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from workers.emulator.models import DOCUMENTED_MODELS, Model, parse_models
+
 __all__ = [
     "DEFAULT_API_KEY",
     "Dialect",
@@ -169,8 +171,9 @@ class EmulatorConfig:
     """Everything that shapes the emulator's answers. Times are in seconds.
 
     A job's processing time is ``fixed`` when set, otherwise ``speed * audio duration``; it
-    spends ``queue_delay`` in the first pending state before that. Timing changes apply to
-    jobs created afterwards (a job's schedule is fixed when it is created).
+    spends ``queue_delay`` in the first pending state before that. ``spread``,
+    ``queue_spread`` and the straggler settings make both random (``timing.py``). Timing
+    changes apply to jobs created afterwards (a job's schedule is fixed when it is created).
     """
 
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
@@ -178,12 +181,19 @@ class EmulatorConfig:
     speed: float = 0.1
     fixed: float | None = None
     queue_delay: float = 0.5
+    queue_spread: float = 0.0
+    spread: float = 0.0
+    straggler_rate: float = 0.0
+    straggler_factor: float = 3.0
     dialect: Dialect = Dialect.CLASSIC
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
     faults_create: FaultSpec | None = None  # overrides ``faults`` for POST /v1/stt/create
     faults_get: FaultSpec | None = None  # overrides ``faults`` for GET /v1/stt/{id}
+    # Models served beyond the documented ones (a vendor that added one since).
+    models: tuple[Model, ...] = ()
     auth_headers: frozenset[str] = field(init=False, repr=False, compare=False)
+    _served: Mapping[str, Model] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.api_keys or any(not k for k in self.api_keys):
@@ -192,8 +202,17 @@ class EmulatorConfig:
             raise ValueError("retention must be positive")
         if self.speed < 0 or self.queue_delay < 0 or (self.fixed is not None and self.fixed < 0):
             raise ValueError("speed, fixed and queue_delay must not be negative")
+        if self.queue_spread < 0 or self.spread < 0 or self.straggler_factor < 1:
+            raise ValueError("queue_spread and spread must not be negative, straggler_factor >= 1")
+        if not 0 <= self.straggler_rate <= 1:
+            raise ValueError("straggler_rate must be in [0, 1]")
         # Precomputed so the auth check on the hot path is one set lookup.
         object.__setattr__(self, "auth_headers", frozenset(f"Bearer {k}" for k in self.api_keys))
+        object.__setattr__(self, "_served", {**DOCUMENTED_MODELS, **{m.id: m for m in self.models}})
+
+    def model(self, model_id: str) -> Model | None:
+        """The model served under ``model_id``, or ``None`` (the create call answers 400)."""
+        return self._served.get(model_id)
 
     def processing_seconds(self, duration: float) -> float:
         return self.fixed if self.fixed is not None else self.speed * duration
@@ -229,8 +248,12 @@ class EmulatorConfig:
                 changes[key] = tuple(value)
             elif key == "fixed" and value is None:
                 changes[key] = None
-            elif key in ("retention", "speed", "fixed", "queue_delay"):
+            elif key in _NUMBERS:
                 changes[key] = _number(key, value)
+            elif key == "models":
+                if not isinstance(value, Mapping):
+                    raise ValueError("models must be an object of {model id: family}")
+                changes[key] = parse_models(value)
             elif key == "seed":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError("seed must be an integer")
@@ -247,12 +270,29 @@ class EmulatorConfig:
             "speed": self.speed,
             "fixed": self.fixed,
             "queue_delay": self.queue_delay,
+            "queue_spread": self.queue_spread,
+            "spread": self.spread,
+            "straggler_rate": self.straggler_rate,
+            "straggler_factor": self.straggler_factor,
             "dialect": self.dialect.value,
             "seed": self.seed,
             "faults": self.faults.to_dict(),
             "faults_create": self.faults_create.to_dict() if self.faults_create else None,
             "faults_get": self.faults_get.to_dict() if self.faults_get else None,
+            "models": {m.id: m.family.value for m in self.models},
         }
+
+
+_NUMBERS = (
+    "retention",
+    "speed",
+    "fixed",
+    "queue_delay",
+    "queue_spread",
+    "spread",
+    "straggler_rate",
+    "straggler_factor",
+)
 
 
 def _number(key: str, value: Any) -> float:

@@ -73,6 +73,11 @@ class FaultDice:
             return 0.0
         return (lo if hi == lo else self._rng.uniform(lo, hi)) / 1000.0
 
+    @property
+    def rng(self) -> random.Random:
+        """The same source, for the server's timing draws (``timing.server_times``)."""
+        return self._rng
+
     def job_fails(self, spec: FaultSpec) -> bool:
         """Whether a newly created job should end in status ``error``."""
         return spec.rate_job_error > 0 and self._rng.random() < spec.rate_job_error

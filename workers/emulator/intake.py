@@ -10,16 +10,16 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
-from tasks.catalog import ModelInfo, get_model
+from workers.emulator.models import Model
 
-__all__ = ["CreateRequest", "FieldError", "read_create"]
+__all__ = ["CreateRequest", "FieldError", "ModelLookup", "read_create", "validate"]
 
 FieldError = dict[str, str]  # {"field": ..., "message": ...}
 
@@ -28,7 +28,7 @@ FieldError = dict[str, str]  # {"field": ..., "message": ...}
 class CreateRequest:
     """A valid create call. Exactly one of ``url`` and ``audio`` is set."""
 
-    model: ModelInfo
+    model: Model
     url: str | None
     audio: bytes | None
     language: str | None
@@ -43,18 +43,23 @@ class CreateRequest:
         return hashlib.sha256(self.audio or b"").hexdigest()
 
 
-async def read_create(request: web.Request) -> CreateRequest | list[FieldError]:
+ModelLookup = Callable[[str], Model | None]
+
+
+async def read_create(
+    request: web.Request, served: ModelLookup
+) -> CreateRequest | list[FieldError]:
     """Parse the body by content type; a list of field errors means answer 400."""
     if request.content_type.startswith("multipart/"):
         fields, audio = await _read_multipart(request)
-        return validate(fields, audio, from_form=True)
+        return validate(fields, audio, served, from_form=True)
     try:
         body = json.loads(await request.read() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
         return [{"field": "body", "message": "body must be valid JSON"}]
     if not isinstance(body, dict):
         return [{"field": "body", "message": "body must be a JSON object"}]
-    return validate(body, None, from_form=False)
+    return validate(body, None, served, from_form=False)
 
 
 async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
@@ -73,14 +78,14 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes |
 
 
 def validate(
-    body: Mapping[str, Any], audio: bytes | None, *, from_form: bool
+    body: Mapping[str, Any], audio: bytes | None, served: ModelLookup, *, from_form: bool
 ) -> CreateRequest | list[FieldError]:
     """Check ``model``, ``url`` (unless audio was uploaded), ``temperature``, ``language``
     and ``prompt``. Form fields arrive as strings, so ``temperature`` is parsed there."""
     errors: list[FieldError] = []
 
     model_id = body.get("model")
-    model = get_model(model_id) if isinstance(model_id, str) else None
+    model = served(model_id) if isinstance(model_id, str) else None
     if model_id is None:
         errors.append({"field": "model", "message": "model is required"})
     elif model is None:

@@ -12,8 +12,8 @@ import string
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tasks.catalog import ModelInfo
 from workers.emulator.conventions import Forcing
+from workers.emulator.models import Model
 
 __all__ = ["Job", "JobStore", "Phase", "new_generation_id"]
 
@@ -50,7 +50,7 @@ class Job:
     """
 
     generation_id: str
-    model: ModelInfo
+    model: Model
     source: str  # the transcript seed: the audio URL, or the uploaded bytes' hex SHA-256
     url: str | None  # None for a multipart upload
     duration: float
@@ -109,6 +109,10 @@ class JobStore:
             del self._jobs[generation_id]
             return None
         return job
+
+    def forget(self, generation_id: str) -> bool:
+        """Drop one job now, as if its retention had run out; whether it was known."""
+        return self._jobs.pop(generation_id, None) is not None
 
     def all(self) -> list[Job]:
         return list(self._jobs.values())

@@ -15,8 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.catalog import Family
 from workers.emulator.jobs import Job
+from workers.emulator.models import Family
 from workers.emulator.transcript import Script, script_for, usage_for
 
 __all__ = ["build_result"]
