@@ -521,14 +521,14 @@ def prune(cutoff: datetime, keep_text: bool, dry_run: bool, batch_size: int | No
     import time
 
     from tasks import retention
-    from tasks.runtime import get_store
     from tasks.store import utcnow
 
     if cutoff >= utcnow():
         raise click.BadParameter("must be in the past", param_hint="'--older-than'")
+    store = _read_store()  # nothing to prune in a database that does not exist
     started = time.monotonic()
     report = retention.prune(
-        get_store(), cutoff=cutoff, keep_text=keep_text, dry_run=dry_run, batch_size=batch_size
+        store, cutoff=cutoff, keep_text=keep_text, dry_run=dry_run, batch_size=batch_size
     )
     before = cutoff.isoformat(timespec="seconds")
     if report.dry_run:

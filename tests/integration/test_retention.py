@@ -188,6 +188,9 @@ def test_prune_refuses_a_bound_in_the_future_or_nonsense(tmp_path: Any) -> None:
     assert future.returncode == 2 and "must be in the past" in future.stderr
     bad = cli(url, "prune", "--older-than", "a while")
     assert bad.returncode == 2 and "expected a duration like 30m" in bad.stderr
+    missing = cli(url, "prune", "--older-than", "30d")
+    assert missing.returncode == 1 and "no store at" in missing.stderr
+    assert not (tmp_path / "jobs.sqlite3").exists()  # a prune never creates a database
 
 
 def test_beat_task_prunes_through_a_real_worker(make_stack: Callable[..., Stack]) -> None:
