@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tasks.errors import (
         ConfigurationError,
+        EnqueueError,
+        IdempotencyKeyReused,
         InvalidInput,
         PermanentError,
         STTError,
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "ConfigurationError": "tasks.errors",
+    "EnqueueError": "tasks.errors",
+    "IdempotencyKeyReused": "tasks.errors",
     "InvalidInput": "tasks.errors",
     "PermanentError": "tasks.errors",
     "STTError": "tasks.errors",
@@ -45,6 +49,8 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_MODEL",
     "ConfigurationError",
+    "EnqueueError",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "JobRecord",
     "JobStatus",

@@ -14,12 +14,20 @@ A delivered (or failed) callback is never sent again, whatever is redelivered.
 The body is ``job_view(record)`` as compact JSON (sorted keys, UTF-8), signed as described
 in ``tasks.signing``. It holds no secret: the API key is never in a row, and the audio URL
 is redacted (presigned query strings carry credentials).
+
+Each attempt has a total deadline, ``STT_CALLBACK_TIMEOUT`` (10 s, as GitHub gives a
+webhook), for connect + send + receive (``tasks.deadline``): a receiver trickling its answer
+holds a worker slot that long and no longer. The POST goes only to public addresses or
+networks in ``STT_CALLBACK_ALLOW_NETWORKS``, checked on the address actually connected to
+(``tasks.netguard``); a refused address fails the callback at once, without retries. No
+environment proxy and no ``~/.netrc`` is used: its credentials would go to any receiver.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,9 +36,15 @@ from typing import Any
 import requests
 from sqlalchemy import ColumnElement, func, or_, select, update
 
+from tasks import metrics
+from tasks.deadline import DeadlineAdapter, deadline, mount
+from tasks.envelopes import truncate
+from tasks.errors import DestinationRefused
+from tasks.netguard import guarded_connections
 from tasks.polling import callback_retry_delay
-from tasks.redact import redact_url
+from tasks.redact import neutralize, redact_url
 from tasks.schema import JobRow
+from tasks.settings import IPNetwork
 from tasks.signing import JOB_ID_HEADER, sign
 from tasks.store import JobRecord, Store
 
@@ -61,6 +75,7 @@ _HIDDEN = frozenset(
         "callback_error",
         "callback_delivered_at",
         "callback_next_at",
+        "request_fingerprint",  # internal: what a reused idempotency key is compared on
     }
 )
 
@@ -174,25 +189,50 @@ def _retry_after(response: requests.Response) -> float | None:
     return float(raw) if raw.isascii() and raw.isdigit() else None
 
 
+def _session(allow: Sequence[IPNetwork]) -> requests.Session:
+    """A session that connects only where ``tasks.netguard`` allows, within the deadline,
+    and reads nothing from the environment (no proxies, no ``~/.netrc`` credentials)."""
+    session = requests.Session()
+    session.trust_env = False
+    http, https = guarded_connections(allow)
+    mount(session, DeadlineAdapter(pool_size=1, http=http, https=https))
+    return session
+
+
 def _post(
-    url: str, body: bytes, headers: dict[str, str], timeout: tuple[float, float]
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+    allow: Sequence[IPNetwork],
 ) -> tuple[int | None, str, float | None]:
     """POST once: (status code or None, error text, Retry-After). Reads at most a snippet of
-    the answer, and follows no redirect (it could lead the signed result to another host)."""
+    the answer, and follows no redirect (it could lead the signed result to another host).
+    ``timeout`` is (connect, total); ``DestinationRefused`` if the address is not allowed."""
     shown = redact_url(url)
-    try:
-        with requests.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-        ) as response:
-            if 200 <= response.status_code < 300:
-                return response.status_code, "", None
-            snippet = next(response.iter_content(ERROR_BODY_CHARS), b"")
-            text = snippet.decode("utf-8", errors="replace").strip()
-            error = f"HTTP {response.status_code} from {shown}" + (f": {text}" if text else "")
-            return response.status_code, error, _retry_after(response)
-    except requests.RequestException as exc:
-        # The exception's own message repeats the URL, query string included: leave it out.
-        return None, f"{type(exc).__name__} posting to {shown}", None
+    connect, total = timeout
+    with deadline(total) as scope, _session(allow) as session:
+        try:
+            with session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=(min(connect, total), total),
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                if 200 <= response.status_code < 300:
+                    return response.status_code, "", None
+                snippet = next(response.iter_content(ERROR_BODY_CHARS), b"")
+                # The receiver's words go into a row, the CLI and the log: one line, no escapes.
+                text = neutralize(truncate(snippet.decode("utf-8", errors="replace")))
+                error = f"HTTP {response.status_code} from {shown}" + (f": {text}" if text else "")
+                return response.status_code, error, _retry_after(response)
+        except requests.RequestException as exc:
+            if scope.expired:
+                return None, f"no answer within {total:g} s (total) from {shown}", None
+            # The exception's own message repeats the URL, query string included: leave it out.
+            return None, f"{type(exc).__name__} posting to {shown}", None
 
 
 def deliver_callback(
@@ -203,8 +243,12 @@ def deliver_callback(
     max_attempts: int,
     timeout: tuple[float, float],
     now: datetime,
+    allow_networks: Sequence[IPNetwork] = (),
 ) -> CallbackStatus | RetryDelivery | None:
     """Make one delivery attempt and record it; say whether to try again.
+
+    ``timeout`` is (connect, total) seconds; ``allow_networks`` are the non-public networks
+    the receiver may be in (``STT_CALLBACK_ALLOW_NETWORKS``).
 
     Returns None when there is nothing to deliver (unknown job, no URL, not finished), the
     final status when delivery ended (now or before: a redelivered task sends nothing), or
@@ -223,6 +267,7 @@ def deliver_callback(
             CallbackStatus.FAILED,
             error="STT_CALLBACK_SECRET is not set on the worker; the callback was not sent",
         )
+        metrics.callback_attempt(None, last=True)
         return CallbackStatus.FAILED
     attempt = _claim_attempt(store, job_id)
     if attempt is None:  # another delivery finished meanwhile
@@ -234,7 +279,16 @@ def deliver_callback(
         JOB_ID_HEADER: record.id,
         **sign(secret, body, timestamp=int(now.timestamp())),
     }
-    status, error, retry_after = _post(record.callback_url, body, headers, timeout)
+    try:
+        status, error, retry_after = _post(
+            record.callback_url, body, headers, timeout, allow_networks
+        )
+    except DestinationRefused as exc:  # retrying cannot make the address allowed
+        metrics.callback_attempt(None, last=True)
+        _set_state(store, job_id, CallbackStatus.FAILED, error=str(exc))
+        log.warning("job %s: %s", job_id, exc)
+        return CallbackStatus.FAILED
+    metrics.callback_attempt(status, last=attempt >= max_attempts)
     if status is not None and 200 <= status < 300:
         _set_state(store, job_id, CallbackStatus.DELIVERED, error=None, delivered_at=now)
         log.info("job %s: callback delivered on attempt %d", job_id, attempt)

@@ -16,6 +16,7 @@ from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings
 
 __all__ = [
     "FILESYSTEM_POLLING_INTERVAL",
+    "FILESYSTEM_TRANSPORT",
     "PRUNE_EVERY",
     "VISIBILITY_TIMEOUT",
     "beat_schedule",
@@ -48,12 +49,14 @@ def redis_transport_options(visibility_timeout: float) -> dict[str, Any]:
     }
 
 
+# The embedded broker's transport (tasks/fsbroker.py: atomic writes and claims).
+FILESYSTEM_TRANSPORT = "tasks.fsbroker:Transport"
 # Seconds between two looks at the filesystem broker's folder (local demo and tests only).
 FILESYSTEM_POLLING_INTERVAL = 0.1
 
 
 def _filesystem_options(broker_url: str) -> dict[str, Any]:
-    """``filesystem:///some/dir`` -> kombu's filesystem transport rooted at that dir."""
+    """``filesystem:///some/dir`` -> the atomic filesystem transport rooted at that dir."""
     folder = broker_url.removeprefix("filesystem://") or os.path.join(
         tempfile.gettempdir(), "stt-workers-broker"
     )
@@ -79,6 +82,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if broker_url.startswith("filesystem://"):
         transport_options = _filesystem_options(broker_url)
         broker_url = "filesystem://"
+        # Not kombu's own: it lets a consumer read a message before it is written.
+        transport = FILESYSTEM_TRANSPORT
+    elif broker_url.startswith("sqla+"):
+        # kombu's SQLAlchemy transport passes every option to create_engine (so not even
+        # polling_interval: it polls once a second). The demo's measured alternative
+        # (docs/operations.md, "The embedded broker").
+        transport_options = {}
     elif broker_url.startswith("redis://"):
         transport = "tasks.redis_transport:Transport"  # one client per channel
     return {

@@ -9,12 +9,17 @@ to tell "try again later" (``TransientError``) from "give up" (``PermanentError`
 urllib3's own retries are switched off because retrying is the tasks' job: a hidden retry
 here would double the API calls and hide the ``Retry-After`` the server asked for.
 
+Each request has a *total* deadline (``STT_REQUEST_TIMEOUT``, by default connect + read
+timeout), enforced by ``tasks.deadline`` however slowly the server sends: past it the
+connection is cut and the call raises ``RequestTimeout``, a transient error.
+
 The API key goes into one header and nowhere else: not into messages, logs or ``repr``.
+A server that echoes it back (raw, or JSON-escaped as ``sk-live\\/AbC``) has it scrubbed
+from the bytes and again from the decoded answer, so it reaches no row, error or callback.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,10 +28,11 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
-from urllib3.util.retry import Retry
 
+from tasks import metrics
+from tasks.answers import AnswerTooComplex, decode_answer
+from tasks.deadline import DeadlineAdapter, Scope, deadline, mount
 from tasks.envelopes import (
     MAX_ERROR_BODY_BYTES,
     SNIPPET_CHARS,
@@ -35,8 +41,15 @@ from tasks.envelopes import (
     parse_generation,
     truncate,
 )
-from tasks.errors import ConfigurationError, PermanentError, TransientError
+from tasks.errors import (
+    ConfigurationError,
+    PermanentError,
+    RequestTimeout,
+    STTError,
+    TransientError,
+)
 from tasks.models import Generation
+from tasks.redact import scrub_json, scrub_secret
 from tasks.settings import Settings
 
 __all__ = ["MAX_ANSWER_BYTES", "STTClient", "Throttle"]
@@ -96,6 +109,7 @@ class STTClient:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        total_timeout: float | None = None,
         session: requests.Session | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         throttle: Throttle | None = None,
@@ -108,18 +122,17 @@ class STTClient:
             raise ConfigurationError("AIML_API_KEY", "has spaces or non-ASCII characters")
         self._key = api_key
         self._root = _api_root(base_url)
-        self._timeout = (connect_timeout, read_timeout)
+        # The whole request's budget; no single wait may exceed it either.
+        self._deadline = total_timeout or connect_timeout + read_timeout
+        self._timeout = (min(connect_timeout, self._deadline), min(read_timeout, self._deadline))
         self._owns_session = session is None
         # Every request passes _call, so a shared rate limit here covers creates and polls.
         self._throttle = throttle
         if session is None:
             session = requests.Session()
-            # total=0: no connect/read/status retries inside urllib3 (see module docstring).
-            adapter = HTTPAdapter(
-                pool_connections=2, pool_maxsize=pool_size, max_retries=Retry(0, read=False)
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            # No connect/read/status retries inside urllib3 (see module docstring); every
+            # connection obeys the request's total deadline.
+            mount(session, DeadlineAdapter(pool_size=pool_size))
             _settle_environment(session, self._root)
         self._session = session
         # Per request, not on the session: a caller's session is not changed.
@@ -137,6 +150,7 @@ class STTClient:
             settings.api_base,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            total_timeout=settings.api_deadline,
             throttle=throttle,
         )
 
@@ -181,9 +195,25 @@ class STTClient:
         return f"STTClient(base_url={self._root!r})"
 
     def _scrub(self, text: str) -> str:
-        # Also the escaped form: requests quotes a bad header value with repr().
-        return text.replace(self._key, "***").replace(repr(self._key)[1:-1], "***")
+        # Every echoed form: raw, JSON-escaped, and repr() (requests quotes bad headers).
+        return scrub_secret(text, self._key)
 
+    def _scrub_error(self, error: STTError) -> STTError:
+        """The error with the key out of its message and request id (both from the body)."""
+        error.message = self._scrub(error.message)
+        error.args = (error.message,)
+        if error.request_id:
+            error.request_id = self._scrub(error.request_id)
+        return error
+
+    def _timed_out(self, what: str) -> RequestTimeout:
+        return RequestTimeout(
+            f"{what}: no complete answer within the {self._deadline:g} s total deadline "
+            "(STT_REQUEST_TIMEOUT)",
+            seconds=self._deadline,
+        )
+
+    @metrics.count_unanswered
     def _call(
         self, method: str, path: str, payload: dict[str, Any] | None
     ) -> tuple[Any, str | None]:
@@ -192,41 +222,34 @@ class STTClient:
         if self._throttle is not None:
             self._throttle.acquire()  # RateLimited: nothing was sent
         started = time.monotonic()
-        try:
-            with self._session.request(
-                method,
-                self._root + path,
-                json=payload,
-                headers=self._headers,
-                timeout=self._timeout,
-                stream=True,  # so an error body is read only as far as we need it
-                allow_redirects=False,
-            ) as response:
-                status = response.status_code
-                ok = 200 <= status <= 299
-                limit = MAX_ANSWER_BYTES + 1 if ok else MAX_ERROR_BODY_BYTES
-                body = _read_capped(response, limit)
-                headers = {k: self._scrub(v) for k, v in response.headers.items()}
-        except requests.ConnectTimeout:
-            raise TransientError(f"{what}: connect timeout after {self._timeout[0]} s") from None
-        except requests.Timeout:
-            raise TransientError(f"{what}: read timeout after {self._timeout[1]} s") from None
-        except requests.exceptions.ChunkedEncodingError:
-            raise TransientError(f"{what}: connection dropped mid-answer") from None
-        except requests.ConnectionError as exc:
-            # requests reports a read timeout while streaming the body as a ConnectionError.
-            if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
-                raise TransientError(f"{what}: read timeout after {self._timeout[1]} s") from None
-            detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
-            raise TransientError(f"{what}: connection error: {detail}") from None
-        except requests.RequestException as exc:
-            detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
-            raise PermanentError(f"{what}: {type(exc).__name__}: {detail}") from None
+        with deadline(self._deadline) as scope:
+            try:
+                with self._session.request(
+                    method,
+                    self._root + path,
+                    json=payload,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    stream=True,  # so an error body is read only as far as we need it
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status_code
+                    ok = 200 <= status <= 299
+                    limit = MAX_ANSWER_BYTES + 1 if ok else MAX_ERROR_BODY_BYTES
+                    body = _read_capped(response, limit, scope)
+                    headers = {k: self._scrub(v) for k, v in response.headers.items()}
+            except requests.RequestException as exc:
+                if scope.expired:  # the watchdog cut the connection: say why
+                    raise self._timed_out(what) from None
+                raise self._request_error(what, exc) from None
+        if scope.expired:  # cut between two chunks: what was read is not the answer
+            raise self._timed_out(what)
         log.debug("%s -> %d in %.3f s", what, status, time.monotonic() - started)
+        metrics.api_answered(path, status, time.monotonic() - started)
         request_id = header(headers, "x-request-id") or header(headers, "request-id")
+        body = body.replace(self._key.encode(), b"***")
         if not ok:
-            scrubbed = body.replace(self._key.encode(), b"***")
-            raise error_from_response(status, headers, scrubbed)
+            raise self._scrub_error(error_from_response(status, headers, body))
         if len(body) > MAX_ANSWER_BYTES:
             raise PermanentError(
                 f"{what}: answer larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB, not read",
@@ -234,7 +257,11 @@ class STTClient:
                 request_id=request_id,
             )
         try:
-            return json.loads(body), request_id
+            data = decode_answer(body)
+        except AnswerTooComplex as exc:
+            raise PermanentError(
+                f"{what}: {exc}", status_code=status, request_id=request_id
+            ) from None
         except ValueError:
             snippet = truncate(self._scrub(body[:SNIPPET_CHARS].decode("utf-8", "replace")))
             raise PermanentError(
@@ -242,15 +269,42 @@ class STTClient:
                 status_code=status,
                 request_id=request_id,
             ) from None
+        if b"\\" in body:  # JSON escapes can spell the key so the byte scrub misses it
+            data = scrub_json(data, self._key)
+        return data, request_id
+
+    def _request_error(self, what: str, exc: requests.RequestException) -> STTError:
+        """The taxonomy's error for a request that failed before a whole answer arrived."""
+        if isinstance(exc, requests.ConnectTimeout):
+            return RequestTimeout(
+                f"{what}: connect timeout after {self._timeout[0]:g} s", seconds=self._timeout[0]
+            )
+        # requests reports a read timeout while streaming the body as a ConnectionError.
+        if isinstance(exc, requests.Timeout) or any(
+            isinstance(arg, ReadTimeoutError) for arg in exc.args
+        ):
+            return RequestTimeout(
+                f"{what}: read timeout after {self._timeout[1]:g} s", seconds=self._timeout[1]
+            )
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return TransientError(f"{what}: connection dropped mid-answer")
+        detail = truncate(self._scrub(str(exc)), SNIPPET_CHARS)
+        if isinstance(exc, requests.ConnectionError):
+            return TransientError(f"{what}: connection error: {detail}")
+        return PermanentError(f"{what}: {type(exc).__name__}: {detail}")
 
 
-def _read_capped(response: requests.Response, limit: int) -> bytes:
-    """At most ``limit`` bytes of a streamed body; the rest is never read."""
+def _read_capped(response: requests.Response, limit: int, scope: Scope) -> bytes:
+    """At most ``limit`` bytes of a streamed body; the rest is never read. Stops at the
+    deadline (the watchdog also cuts a read that is blocked when it passes)."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_content(chunk_size=65536):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
+            break
+        if scope.remaining() <= 0:
+            scope.expired = True
             break
     return b"".join(chunks)[:limit]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from tasks.answers import decode_answer, storable_text
 from tasks.errors import PermanentError, STTError, TransientError
 from tasks.models import Generation
 from tasks.redact import redact_text
@@ -43,9 +44,10 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """Collapse whitespace (one log line per error) and cut to ``limit`` characters.
 
     Every server-provided message passes here, so URLs in it lose their query strings
-    (a server quoting the presigned audio URL it could not fetch must not leak it).
+    (a server quoting the presigned audio URL it could not fetch must not leak it), and
+    NUL characters go (the store's text columns refuse them on PostgreSQL).
     """
-    text = redact_text(" ".join(text.split()))
+    text = redact_text(" ".join(storable_text(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -119,7 +121,7 @@ def error_from_response(
     else:
         body = body[:MAX_ERROR_BODY_BYTES]
     try:
-        data: Any = json.loads(body)
+        data: Any = decode_answer(body)  # bounded: an error body may nest 64 KiB deep
     except ValueError:
         data = None
     detail = _error_detail(data)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 import redis
 from sqlalchemy import select
 
+from tasks import metrics
 from tasks.errors import RateLimited
 from tasks.models import JobStatus
 from tasks.ratelimit import now_arg, warn_fail_open
@@ -172,6 +173,7 @@ class InFlightLimiter:
             return
         if not granted:
             wait = deferral_delay(deferrals)
+            metrics.limit_wait("in_flight", wait)
             raise RateLimited(
                 f"{self.cap} jobs in flight at the API; asking again in {wait:.1f} s",
                 retry_after=wait,

@@ -12,12 +12,15 @@ import time
 from typing import Any
 
 from celery import Celery, current_app, current_task
+from sqlalchemy.exc import DBAPIError
 
 from tasks import runtime
 from tasks.celeryconfig import celery_config
+from tasks.errors import EnqueueError, IdempotencyKeyReused
 from tasks.models import JobStatus
 from tasks.pipeline import pipeline_signature
-from tasks.settings import get_settings
+from tasks.redact import redact_url
+from tasks.settings import Settings, get_settings
 from tasks.store import JobRecord
 from tasks.validation import validate_request
 
@@ -89,14 +92,24 @@ def transcribe(
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    tenant: str | None = None,
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
     Raises ``InvalidInput`` naming the field before anything is stored or enqueued. With an
-    ``idempotency_key`` seen before, returns that job's handle and enqueues nothing.
+    ``idempotency_key`` seen before in the same ``tenant`` (a web app passes the caller's
+    account: keys are unique per tenant), returns that job's handle and enqueues nothing;
+    the same key with other parameters raises ``IdempotencyKeyReused`` (as Stripe does).
+    A call whose enqueue failed does not spend its key: retrying it enqueues the job.
     With a ``callback_url``, the stored result is POSTed there when the job ends, signed
     with ``STT_CALLBACK_SECRET`` (see ``tasks.signing``); without that setting this raises
     ``ConfigurationError`` rather than accept a job whose callback could never be sent.
+    The ``callback_url`` must reach a public address, or one in
+    ``STT_CALLBACK_ALLOW_NETWORKS`` (``tasks.netguard``).
+
+    Raises ``EnqueueError`` (a ``TransientError``) when the database or the broker cannot
+    be reached: the one exception for "could not enqueue"; its ``setting`` names what to
+    check. A web app answers it with 503 and lets the client try again.
     """
     request = validate_request(
         url,
@@ -107,20 +120,58 @@ def transcribe(
         metadata=metadata,
         idempotency_key=idempotency_key,
         callback_url=callback_url,
+        callback_allow=get_settings().callback_allow_networks,
+        tenant=tenant,
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()
-    store = runtime.get_store()
-    record, created = store.create_job(request)
+    try:
+        store = runtime.get_store()
+        record, created = store.create_job(request)
+    except DBAPIError as exc:
+        raise _database_unreachable(get_settings(), exc) from exc
+    if not created and record.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused()
     if created:
         try:
             _celery_app()  # make sure the shared tasks bind to a configured app
             pipeline_signature(record.id).apply_async()
         except Exception as exc:
-            # The row exists; say so rather than leave a job nobody will ever drive.
-            store.finish(record.id, JobStatus.FAILED, error=f"could not enqueue: {exc}")
-            raise
+            # The row exists; say so rather than leave a job nobody will ever drive, and
+            # free its key for the caller's retry.
+            error = _broker_unreachable(get_settings(), exc, record.id)
+            try:
+                store.fail_unenqueued(record.id, error=error.message)
+            except DBAPIError:
+                log.warning("job %s: could not record that it was not enqueued", record.id)
+            raise error from exc
     return TranscriptionHandle(record.id)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return (lines[0] if lines else type(orig).__name__)[:200]
+
+
+def _database_unreachable(settings: Settings, exc: DBAPIError) -> EnqueueError:
+    from sqlalchemy.engine import make_url
+
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    return EnqueueError(
+        f"could not record the job: database {where} unreachable ({_first_line(exc)}); "
+        "check STT_DATABASE_URL and that the database is up",
+        setting="STT_DATABASE_URL",
+    )
+
+
+def _broker_unreachable(settings: Settings, exc: Exception, job_id: str) -> EnqueueError:
+    return EnqueueError(
+        f"could not enqueue job {job_id}: broker {redact_url(settings.broker_url)} "
+        f"unreachable ({_first_line(exc)}); check STT_BROKER_URL and that the broker is up",
+        setting="STT_BROKER_URL",
+        job_id=job_id,
+    )
 
 
 def get_transcription(job_id: str) -> JobRecord | None:

@@ -20,30 +20,62 @@ we cannot read is a ``PermanentError``: the job is stored as failed with the key
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tasks.answers import storable
 from tasks.catalog import Family, guess_family
 from tasks.errors import PermanentError
 from tasks.models import Segment, Transcript, Usage, Word
 
-__all__ = ["detect_family", "normalize"]
+__all__ = ["MAX_COUNT", "MAX_SECONDS", "detect_family", "normalize"]
 
 log = logging.getLogger(__name__)
 
 _MS = 1000.0
+# Token counts are stored in INTEGER columns (32 bits on PostgreSQL).
+MAX_COUNT = 2**31 - 1
+# Ten years of audio: a longer duration is a broken number, not a recording.
+MAX_SECONDS = 10 * 365 * 24 * 3600.0
 
 
 def _number(value: Any) -> float | None:
-    """A JSON number as float; ``None`` for anything else (``bool`` is not a number here)."""
+    """A finite JSON number as float; ``None`` for anything else (``bool`` is not a number
+    here, nor is an integer too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # 10**400
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _count(value: Any) -> int | None:
+def _bounded(name: str, value: Any, limit: float) -> float | None:
+    """A usage figure in ``[0, limit]``, or ``None`` with a warning for one that is not.
+
+    The API's figures go to the store's columns and into the cost: NaN, an infinite or
+    negative count or one past its column (``10**20`` tokens) is a broken answer's number,
+    and keeping it would store a negative cost or make the row unwritable.
+    """
+    if value is None:
+        return None
     number = _number(value)
+    if number is None or not 0.0 <= number <= limit:
+        shown = repr(value)[:40] if isinstance(value, int | float) else type(value).__name__
+        log.warning("usage %s = %s is not a number in [0, %g]: stored as null", name, shown, limit)
+        return None
+    return number
+
+
+def _count(name: str, value: Any) -> int | None:
+    number = _bounded(name, value, MAX_COUNT)
     return None if number is None else int(number)
+
+
+def _seconds(name: str, value: Any) -> float | None:
+    return _bounded(name, value, MAX_SECONDS)
 
 
 def _text(value: Any) -> str | None:
@@ -106,19 +138,19 @@ def _openai(result: Mapping[str, Any]) -> Transcript:
     details = usage.get("input_token_details")
     details = details if isinstance(details, Mapping) else {}
     # whisper-1 bills by duration: {"type": "duration", "seconds": 8}
-    seconds = _number(usage.get("seconds")) if usage.get("type") == "duration" else None
-    duration = _number(result.get("duration"))
+    seconds = _seconds("seconds", usage.get("seconds")) if usage.get("type") == "duration" else None
+    duration = _seconds("duration", result.get("duration"))
     return Transcript(
         text=result["text"].strip(),
         words=tuple(_timed(_items(result.get("words")), ("word", "text"), 1.0, _word)),
         segments=tuple(_timed(_items(result.get("segments")), ("text",), 1.0, _segment)),
         language=_text(result.get("language")),
         usage=Usage(
-            input_tokens=_count(usage.get("input_tokens")),
-            audio_tokens=_count(details.get("audio_tokens")),
-            text_tokens=_count(details.get("text_tokens")),
-            output_tokens=_count(usage.get("output_tokens")),
-            total_tokens=_count(usage.get("total_tokens")),
+            input_tokens=_count("input_tokens", usage.get("input_tokens")),
+            audio_tokens=_count("audio_tokens", details.get("audio_tokens")),
+            text_tokens=_count("text_tokens", details.get("text_tokens")),
+            output_tokens=_count("output_tokens", usage.get("output_tokens")),
+            total_tokens=_count("total_tokens", usage.get("total_tokens")),
             billed_seconds=seconds,
             audio_seconds=duration if duration is not None else seconds,
         ),
@@ -162,7 +194,9 @@ def _deepgram(result: Mapping[str, Any]) -> Transcript:
         speaker = _speaker(paragraph.get("speaker"))
         segments += [Segment(s.text, s.start, s.end, s.speaker or speaker) for s in sentences]
     metadata = result.get("metadata")
-    duration = _number(metadata.get("duration")) if isinstance(metadata, Mapping) else None
+    duration = (
+        _seconds("duration", metadata.get("duration")) if isinstance(metadata, Mapping) else None
+    )
     return Transcript(
         text=best["transcript"].strip(),
         words=tuple(_timed(_items(best.get("words")), ("punctuated_word", "word"), 1.0, _word)),
@@ -185,7 +219,7 @@ def _assemblyai(result: Mapping[str, Any]) -> Transcript:
         raise PermanentError(f"assemblyai transcript failed: {result.get('error') or 'no reason'}")
     if not isinstance(text, str):
         raise PermanentError(f"assemblyai transcript has no text (status {status!r})")
-    duration = _number(result.get("audio_duration"))
+    duration = _seconds("audio_duration", result.get("audio_duration"))
     return Transcript(
         text=text.strip(),
         words=tuple(_timed(_items(result.get("words")), ("text",), _MS, _word)),
@@ -215,6 +249,8 @@ def normalize(result: Mapping[str, Any] | None, *, model: str | None = None) -> 
         raise PermanentError("the job completed without a result")
     if not isinstance(result, Mapping):
         raise PermanentError(f"unknown result shape: a {type(result).__name__}, not an object")
+    # Rows landed before answers were cleaned at the boundary may still hold NUL or NaN.
+    result = storable(result)
     hint = guess_family(model) if model else None
     family = detect_family(result, hint=hint)
     if family is None:

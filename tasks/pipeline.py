@@ -25,7 +25,7 @@ from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
-from tasks import retention, runtime
+from tasks import metrics, retention, runtime
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.errors import RateLimited, TransientError
 from tasks.models import JobStatus
@@ -162,7 +162,9 @@ def poll(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         again = {**message, "deferrals": deferrals + 1}
         raise _defer(self, ref.job_id, exc, args=(again,)) from None
     if isinstance(result, Reschedule):
-        reschedule(self, result.delay)  # a planned wait: no Retry exception (tasks/reschedule.py)
+        again = {**message, "pending_at": result.pending_at}  # for tasks.metrics' lag
+        # A planned wait: no Retry exception (tasks/reschedule.py).
+        reschedule(self, result.delay, args=(again,))
         return message
     _release(ref.job_id)
     return result.to_message()
@@ -175,7 +177,9 @@ def store(self: Task, message: dict[str, Any]) -> None:
     if not isinstance(outcome, Outcome):
         raise TypeError(f"stt.store expects an outcome, got {message!r}")
     _release(outcome.job_id)  # normally done by poll; here too for a re-driven store
-    record = store_outcome(runtime.get_store(), outcome, now=_now())
+    now = _now()
+    record = store_outcome(runtime.get_store(), outcome, now=now)
+    metrics.job_stored(record, outcome, now)
     if record is not None:
         log.info("job %s stored as %s", record.id, record.status.value)
         if needs_callback(record):  # not for a redelivered store: the row says "pending"
@@ -195,6 +199,7 @@ def callback(self: Task, job_id: str) -> None:
         max_attempts=settings.callback_max_attempts,
         timeout=(settings.connect_timeout, settings.callback_timeout),
         now=_now(),
+        allow_networks=settings.callback_allow_networks,
     )
     if isinstance(result, RetryDelivery):
         log.info(
@@ -237,6 +242,7 @@ def sweep(grace: float = DEFAULT_GRACE) -> dict[str, int]:
         "store": len(overdue.store),
         "callback": len(overdue.callback),
     }
+    metrics.sweep_redrove(counts)
     if any(counts.values()):
         log.warning("sweep re-drove overdue jobs: %s", counts)
     return counts

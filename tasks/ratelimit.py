@@ -40,6 +40,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tasks import metrics
 from tasks.errors import RateLimited
 
 __all__ = [
@@ -169,6 +170,7 @@ class RateLimiter:
             warn_fail_open("the API rate limit", exc)
             return
         if wait > 0:
+            metrics.limit_wait("rate", wait)
             raise RateLimited(
                 f"API rate limit of {self.rate:g}/s reached; next slot in {wait:.2f} s",
                 retry_after=wait,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +50,11 @@ class Base(DeclarativeBase):
 
 class JobRow(Base):
     __tablename__ = "stt_jobs"
+    # An idempotency key is unique within its scope (the caller's tenant), not globally:
+    # two tenants may pick the same key and get two jobs.
+    __table_args__ = (
+        UniqueConstraint("idempotency_scope", "idempotency_key", name="uq_stt_jobs_idempotency"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -50,7 +64,13 @@ class JobRow(Base):
     prompt: Mapped[str | None] = mapped_column(Text)
     temperature: Mapped[float | None] = mapped_column(Float)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The tenant the key belongs to; '' for none (NOT NULL: a NULL would make every
+    # unscoped key unique, since NULLs never collide in a unique constraint).
+    idempotency_scope: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # SHA-256 of the request's parameters (tasks.validation.JobRequest.fingerprint): a key
+    # sent again with other parameters is refused, never answered with this job.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     callback_url: Mapped[str | None] = mapped_column(Text)
 
     generation_id: Mapped[str | None] = mapped_column(String(100), index=True)

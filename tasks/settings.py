@@ -6,6 +6,7 @@ Every knob has a default that runs locally, and a bad value fails at start-up wi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -14,7 +15,9 @@ from typing import TypeVar
 
 from tasks.errors import ConfigurationError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["IPNetwork", "Settings", "debug_requested", "get_settings"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
 
@@ -39,6 +42,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # Total seconds for one API request, connect + send + receive (tasks/deadline.py);
+    # None: connect_timeout + read_timeout.
+    request_timeout: float | None = None
     # Poll schedule (see tasks/polling.py for why these defaults).
     poll_first_delay: float = 8.0
     poll_factor: float = 1.5
@@ -53,6 +59,11 @@ class Settings:
     callback_secret: str | None = None
     callback_max_attempts: int = 10
     callback_timeout: float = 10.0
+    # Networks callbacks may reach although they are not public (loopback, private, ...):
+    # for deployments whose web app is inside their own network (tasks/netguard.py).
+    callback_allow_networks: tuple[IPNetwork, ...] = ()
+    # The CLI shows tracebacks at DEBUG; workers log at this level unless told otherwise.
+    log_level: str = "INFO"
     # Fairness to the API, shared by every worker (docs/rate-limits.md): requests/s to the
     # API and jobs submitted but not yet finished. 0 means no limit.
     api_rate_limit: float = 0.0
@@ -62,6 +73,8 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     # A TOML or JSON file of per-model prices over the catalog's (tasks/pricing.py).
     prices_file: str | None = None
+    # Serve Prometheus metrics on this port from workers and beat (tasks/metrics.py); 0: off.
+    metrics_port: int = 0
     # Retention (tasks/retention.py): beat prunes finished jobs older than this many days;
     # 0 keeps every job forever. With keep_text, old jobs keep their text and usage.
     retention_days: float = 0.0
@@ -82,7 +95,15 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def api_deadline(self) -> float:
+        """The total time one API request may take (``STT_REQUEST_TIMEOUT``)."""
+        if self.request_timeout:
+            return self.request_timeout
+        return self.connect_timeout + self.read_timeout
+
     def validate(self) -> None:
+        _check_database_url(self.database_url)
         if not self.api_base.startswith(("http://", "https://")):
             raise ConfigurationError(
                 "AIML_API_BASE", f"must be an http(s) URL, got {self.api_base!r}"
@@ -119,6 +140,11 @@ class Settings:
                 f"got {self.visibility_timeout:g}",
             )
 
+        if self.metrics_port > 65535:
+            raise ConfigurationError(
+                "STT_METRICS_PORT", f"must be a TCP port (1-65535), got {self.metrics_port}"
+            )
+
     @property
     def limiter_redis_url(self) -> str | None:
         """Where the shared limits live: their own URL, else the broker's if it is Redis."""
@@ -137,7 +163,7 @@ class Settings:
 
     def require_api_key(self) -> str:
         """The API key, or a ``ConfigurationError`` (workers need it; web apps do not)."""
-        if not self.api_key:
+        if not self.api_key or not self.api_key.strip():  # "   " from an env file is unset too
             raise ConfigurationError("AIML_API_KEY", "is not set; the worker cannot call the API")
         return self.api_key
 
@@ -156,6 +182,7 @@ ENV_NAMES: dict[str, str] = {
     "database_url": "STT_DATABASE_URL",
     "connect_timeout": "STT_CONNECT_TIMEOUT",
     "read_timeout": "STT_READ_TIMEOUT",
+    "request_timeout": "STT_REQUEST_TIMEOUT",
     "poll_first_delay": "STT_POLL_FIRST_DELAY",
     "poll_factor": "STT_POLL_FACTOR",
     "poll_max_delay": "STT_POLL_MAX_DELAY",
@@ -166,11 +193,14 @@ ENV_NAMES: dict[str, str] = {
     "callback_secret": "STT_CALLBACK_SECRET",
     "callback_max_attempts": "STT_CALLBACK_MAX_ATTEMPTS",
     "callback_timeout": "STT_CALLBACK_TIMEOUT",
+    "callback_allow_networks": "STT_CALLBACK_ALLOW_NETWORKS",
+    "log_level": "STT_LOG_LEVEL",
     "api_rate_limit": "STT_API_RATE_LIMIT",
     "max_in_flight": "STT_MAX_IN_FLIGHT",
     "rate_limit_redis_url": "STT_RATE_LIMIT_REDIS_URL",
     "visibility_timeout": "STT_VISIBILITY_TIMEOUT",
     "prices_file": "STT_PRICES_FILE",
+    "metrics_port": "STT_METRICS_PORT",
     "retention_days": "STT_RETENTION_DAYS",
     "retention_keep_text": "STT_RETENTION_KEEP_TEXT",
 }
@@ -195,6 +225,57 @@ def _number(kind: Callable[[str], T]) -> Callable[[str, str], T]:
     return parse
 
 
+def _networks(name: str, raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (``10.0.0.0/8, fd00::/8``); a bare address is one host."""
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                name, f"must be comma-separated networks like 10.0.0.0/8, got {part!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(name, f"must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _check_database_url(url: str) -> None:
+    """A URL SQLAlchemy cannot parse fails here, naming the variable, not deep in a task."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            "STT_DATABASE_URL",
+            f"names an unknown database kind {url.split(':', 1)[0]!r}; expected sqlite:/// "
+            "or postgresql+psycopg://",
+        ) from None
+    except (ArgumentError, ValueError):
+        shown = url.split("://", 1)[0] + "://..." if "://" in url else repr(url[:40])
+        raise ConfigurationError(
+            "STT_DATABASE_URL",
+            f"is not a database URL ({shown}); expected e.g. sqlite:///jobs.sqlite3 or "
+            "postgresql+psycopg://user@host/db",
+        ) from None
+
+
+def debug_requested(env: Mapping[str, str] | None = None) -> bool:
+    """``STT_LOG_LEVEL=DEBUG``, read on its own: the CLI asks this while reporting a
+    failure, when the other settings may be the thing that failed to parse."""
+    env = os.environ if env is None else env
+    return env.get(ENV_NAMES["log_level"], "").strip().upper() == "DEBUG"
+
+
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
@@ -206,6 +287,9 @@ def _flag(name: str, raw: str) -> bool:
 
 
 _PARSERS: dict[str, Callable[[str, str], object]] = {
+    "request_timeout": _number(float),
+    "callback_allow_networks": _networks,
+    "log_level": _log_level,
     "connect_timeout": _number(float),
     "read_timeout": _number(float),
     "poll_first_delay": _number(float),
@@ -220,6 +304,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "api_rate_limit": _number(float),
     "max_in_flight": _number(int),
     "visibility_timeout": _number(float),
+    "metrics_port": _number(int),
     "retention_days": _number(float),
     "retention_keep_text": _flag,
 }

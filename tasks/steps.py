@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from tasks.client import STTClient
+from tasks.envelopes import truncate
 from tasks.errors import PermanentError, RateLimited, TransientError
 from tasks.inflight import InFlightLimiter
-from tasks.models import JobStatus, Phase
+from tasks.models import JobStatus, Phase, Transcript
 from tasks.normalize import normalize
 from tasks.polling import PollPolicy, next_poll_delay
 from tasks.pricing import estimate_cost
@@ -30,12 +31,26 @@ __all__ = [
     "PollRef",
     "Reschedule",
     "UnrecordedSubmit",
+    "finish_completed",
     "poll_once",
     "store_outcome",
     "submit_job",
 ]
 
 log = logging.getLogger(__name__)
+
+# What a database refuses for the value written, not for its own trouble: PostgreSQL's
+# DataError (NUL in text, integer out of range, NaN in json), SQLite's driver errors for
+# an int past 64 bits. Trying again cannot help. (A lost connection is an OperationalError:
+# the task's retry handles it.)
+UNSTORABLE = (DataError, ArithmeticError, ValueError, TypeError)
+
+
+def unstorable_reason(exc: BaseException) -> str:
+    """Why the database refused, without the statement or its parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[:1]
+    return truncate(f"{type(cause).__name__}: {first[0] if first else 'no detail'}", 200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,9 @@ class PollRef:
     # Polls made before this message: a job the sweeper re-drives keeps counting (and
     # keeps its place in the backoff schedule) instead of starting again from zero.
     polls: int = 0
+    # When the API last said "not finished" (epoch s): the create, then each pending poll.
+    # The server finished after it; tasks.metrics estimates detection lag from it.
+    pending_at: float | None = None
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -55,6 +73,7 @@ class PollRef:
             "generation_id": self.generation_id,
             "deadline": self.deadline,
             "polls": self.polls,
+            "pending_at": self.pending_at,
         }
 
 
@@ -65,28 +84,40 @@ class Outcome:
     job_id: str
     status: JobStatus
     error: str | None = None
+    pending_at: float | None = None  # PollRef.pending_at of the poll that saw the end
 
     def to_message(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status.value, "error": self.error}
+        return {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "error": self.error,
+            "pending_at": self.pending_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """Poll again after ``delay`` seconds."""
+    """Poll again after ``delay`` seconds; ``pending_at`` goes into the next message."""
 
     delay: float
     reason: str
+    pending_at: float | None = None
 
 
 def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
     """The inverse of ``to_message`` for whichever of the two it was."""
+    pending_at = message.get("pending_at")  # absent in messages from before the field
+    pending_at = None if pending_at is None else float(pending_at)
     if "status" in message:
-        return Outcome(message["job_id"], JobStatus(message["status"]), message.get("error"))
+        return Outcome(
+            message["job_id"], JobStatus(message["status"]), message.get("error"), pending_at
+        )
     return PollRef(
         message["job_id"],
         message["generation_id"],
         float(message["deadline"]),
         int(message.get("polls", 0)),  # absent in messages from before the field existed
+        pending_at,
     )
 
 
@@ -144,7 +175,9 @@ def submit_job(
         return ref
     if known_generation_id is not None:
         store.mark_submitted(job_id, known_generation_id, now=now)
-        return PollRef(job_id, known_generation_id, now.timestamp() + policy.deadline)
+        return PollRef(
+            job_id, known_generation_id, now.timestamp() + policy.deadline, 0, now.timestamp()
+        )
     if in_flight is not None:
         in_flight.acquire(job_id, deferrals=deferrals)
     try:
@@ -170,7 +203,8 @@ def submit_job(
         record.model,
         redact_url(record.url),
     )
-    return PollRef(job_id, generation.generation_id, now.timestamp() + policy.deadline)
+    deadline = now.timestamp() + policy.deadline
+    return PollRef(job_id, generation.generation_id, deadline, 0, now.timestamp())
 
 
 def poll_once(
@@ -202,7 +236,7 @@ def poll_once(
         raise  # not a poll: the task waits its turn without touching the schedule
     except TransientError as exc:
         delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
-        return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}")
+        return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}", ref.pending_at)
     except PermanentError as exc:
         return Outcome(ref.job_id, JobStatus.FAILED, f"poll failed: {exc}")
 
@@ -214,22 +248,38 @@ def poll_once(
                 generation.status,
             )
         delay = next_poll_delay(attempt, policy=policy)
-        return _reschedule(store, ref, generation.status, polls, delay, now, generation.status)
+        return _reschedule(
+            store, ref, generation.status, polls, delay, now, generation.status, now.timestamp()
+        )
 
-    store.land_result(
-        ref.job_id,
-        server_status=generation.status,
-        raw_result=generation.result,
-        error=generation.error,
-        polls=polls,
-        finished_at=now,
-    )
+    try:
+        store.land_result(
+            ref.job_id,
+            server_status=generation.status,
+            raw_result=generation.result,
+            error=generation.error,
+            polls=polls,
+            finished_at=now,
+        )
+    except UNSTORABLE as exc:
+        # Retrying cannot make the database take this answer: end the job, keep why.
+        reason = f"the server's answer could not be stored: {unstorable_reason(exc)}"
+        store.land_result(
+            ref.job_id,
+            server_status=generation.status,
+            raw_result=None,
+            error=reason,
+            polls=polls,
+            finished_at=now,
+        )
+        return Outcome(ref.job_id, JobStatus.FAILED, reason)
     if generation.phase is Phase.COMPLETED:
-        return Outcome(ref.job_id, JobStatus.COMPLETED)
+        return Outcome(ref.job_id, JobStatus.COMPLETED, pending_at=ref.pending_at)
     return Outcome(
         ref.job_id,
         JobStatus.ERROR,
         generation.error or f"the server ended the job with status {generation.status!r}",
+        ref.pending_at,
     )
 
 
@@ -241,6 +291,7 @@ def _reschedule(
     delay: float,
     now: datetime,
     reason: str,
+    pending_at: float | None,
 ) -> Reschedule:
     # Never sleep past the deadline: the last poll lands on it and reports the timeout.
     delay = max(0.0, min(delay, ref.deadline - now.timestamp()))
@@ -250,7 +301,7 @@ def _reschedule(
         polls=polls,
         next_poll_at=now + timedelta(seconds=delay),
     )
-    return Reschedule(delay, reason)
+    return Reschedule(delay, reason, pending_at)
 
 
 def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord | None:
@@ -271,12 +322,36 @@ def store_outcome(store: Store, outcome: Outcome, *, now: datetime) -> JobRecord
         return store.finish_and_get(
             record.id, JobStatus.FAILED, error=f"unreadable result: {exc}", now=now
         )
-    return store.finish_and_get(
-        record.id,
-        JobStatus.COMPLETED,
-        transcript=transcript,
-        # The columns now hold the transcript: keep the vendor's answer without it.
-        raw_result=slim_result(record.raw_result, transcript, model=record.model),
-        cost_usd=estimate_cost(record.model, transcript.usage),
-        now=now,
-    )
+    except Exception as exc:
+        # A result normalize cannot read is a bug or a broken answer, never a passing
+        # fault: the row does not change, so a retry (or the sweeper's re-drive) would
+        # fail the same way forever. End the job; the log keeps the traceback.
+        log.exception("job %s: reading its result failed", record.id)
+        error = f"unreadable result: {type(exc).__name__}"
+        return store.finish_and_get(record.id, JobStatus.FAILED, error=error, now=now)
+    return finish_completed(store, record, transcript, now=now)
+
+
+def finish_completed(
+    store: Store, record: JobRecord, transcript: Transcript, *, now: datetime
+) -> JobRecord | None:
+    """Store the transcript; a transcript the database refuses ends the job ``failed``.
+
+    ``normalize`` hands over only bounded numbers and text without NUL, so the refusal is
+    the last line of defence: without it the row would stay unfinished and the sweeper
+    would re-drive the store step every few minutes, forever.
+    """
+    try:
+        return store.finish_and_get(
+            record.id,
+            JobStatus.COMPLETED,
+            transcript=transcript,
+            # The columns now hold the transcript: keep the vendor's answer without it.
+            raw_result=slim_result(record.raw_result, transcript, model=record.model),
+            cost_usd=estimate_cost(record.model, transcript.usage),
+            now=now,
+        )
+    except UNSTORABLE as exc:
+        error = f"the result could not be stored: {unstorable_reason(exc)}"
+        log.warning("job %s: %s", record.id, error)
+        return store.finish_and_get(record.id, JobStatus.FAILED, error=error, now=now)

@@ -34,9 +34,13 @@ from sqlalchemy.sql.expression import Executable
 from tasks.migrate import ensure_current
 from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
 from tasks.schema import JobRow
-from tasks.validation import JobRequest
+from tasks.validation import JobRequest, request_fingerprint
 
-__all__ = ["JobRecord", "Store", "sqlite_file"]
+__all__ = ["IDS_PER_QUERY", "JobRecord", "Store", "sqlite_file"]
+
+# Ids in one ``IN (...)``: below every database's bind-parameter limit (SQLite's was 999
+# before 3.32), and large enough that 100,000 ids take ~110 queries.
+IDS_PER_QUERY = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,25 @@ class JobRecord:
     callback_error: str | None = None
     callback_delivered_at: datetime | None = None
     callback_next_at: datetime | None = None
+    idempotency_scope: str = ""
+    request_fingerprint: str | None = None
 
     @property
     def done(self) -> bool:
         return self.status in FINAL_JOB_STATUSES
+
+    @property
+    def fingerprint(self) -> str:
+        """The request's fingerprint: stored, or computed from the columns (older rows)."""
+        return self.request_fingerprint or request_fingerprint(
+            url=self.url,
+            model=self.model,
+            language=self.language,
+            prompt=self.prompt,
+            temperature=self.temperature,
+            metadata=self.metadata,
+            callback_url=self.callback_url,
+        )
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobRecord:
@@ -164,12 +183,14 @@ class Store:
     def create_job(
         self, request: JobRequest, *, now: datetime | None = None
     ) -> tuple[JobRecord, bool]:
-        """Insert a pending job; with an idempotency key already known, return that job.
+        """Insert a pending job; with an idempotency key already known in the request's
+        tenant, return that job instead (the caller compares the fingerprints).
 
         Returns the record and whether it was created by this call.
         """
+        scope = request.tenant or ""
         if request.idempotency_key is not None:
-            existing = self.find_by_idempotency_key(request.idempotency_key)
+            existing = self.find_by_idempotency_key(request.idempotency_key, scope=scope)
             if existing is not None:
                 return existing, False
         row = JobRow(
@@ -182,6 +203,8 @@ class Store:
             temperature=request.temperature,
             metadata_=request.metadata,
             idempotency_key=request.idempotency_key,
+            idempotency_scope=scope,
+            request_fingerprint=request.fingerprint,
             callback_url=request.callback_url,
             enqueued_at=now or utcnow(),
         )
@@ -191,11 +214,20 @@ class Store:
         except Exception:
             # A concurrent call with the same idempotency key won the unique index.
             if request.idempotency_key is not None:
-                existing = self.find_by_idempotency_key(request.idempotency_key)
+                existing = self.find_by_idempotency_key(request.idempotency_key, scope=scope)
                 if existing is not None:
                     return existing, False
             raise
         return JobRecord.from_row(row), True
+
+    def fail_unenqueued(self, job_id: str, *, error: str, now: datetime | None = None) -> None:
+        """End a job that never reached the broker, and give its idempotency key back.
+
+        As Stripe keeps no result for a request that did not start: a retry with the same
+        key once the broker is back must enqueue the job, not find this one spent.
+        """
+        statement = _finish_statement(job_id, JobStatus.FAILED, error=error, now=now)
+        self._write(statement.values(idempotency_key=None))
 
     def mark_submitted(
         self, job_id: str, generation_id: str, *, now: datetime | None = None
@@ -317,9 +349,13 @@ class Store:
             row = conn.execute(query).mappings().first()
         return JobRecord.from_columns(row) if row is not None else None
 
-    def find_by_idempotency_key(self, key: str) -> JobRecord | None:
+    def find_by_idempotency_key(self, key: str, *, scope: str = "") -> JobRecord | None:
+        """The job ``key`` names in ``scope`` (a tenant; '' for none), if any."""
+        query = select(JobRow).where(
+            JobRow.idempotency_scope == scope, JobRow.idempotency_key == key
+        )
         with self.session() as session:
-            row = session.scalars(select(JobRow).where(JobRow.idempotency_key == key)).first()
+            row = session.scalars(query).first()
             return JobRecord.from_row(row) if row else None
 
     def list_jobs(
@@ -335,9 +371,19 @@ class Store:
             return [JobRecord.from_row(row) for row in session.scalars(query)]
 
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
-        with self.session() as session:
-            rows = session.scalars(select(JobRow).where(JobRow.id.in_(list(job_ids))))
-            return [JobRecord.from_row(row) for row in rows]
+        """The jobs among ``job_ids`` that exist, in no particular order.
+
+        Read ``IDS_PER_QUERY`` at a time: one ``IN`` of 100,000 ids passes PostgreSQL's
+        65,535 bind parameters (and SQLite's 32,766 on standard builds).
+        """
+        ids = list(dict.fromkeys(job_ids))
+        table = JobRow.__table__
+        records: list[JobRecord] = []
+        with self._single() as conn:
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                query = select(table).where(table.c.id.in_(ids[start : start + IDS_PER_QUERY]))
+                records += [JobRecord.from_columns(row) for row in conn.execute(query).mappings()]
+        return records
 
     def count_by_status(self) -> dict[str, int]:
         with self.session() as session:
@@ -412,6 +458,9 @@ def _in_memory(url: str) -> bool:
 def _make_engine(url: str, *, pre_ping: bool, autocommit: bool = False) -> Engine:
     parsed = make_url(url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    # A database error's text must not carry the statement's parameters: they are the
+    # request's (a presigned URL's signature, a prompt) and the text reaches logs and callers.
+    options["hide_parameters"] = True
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **options

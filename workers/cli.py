@@ -1,4 +1,9 @@
-"""``stt-workers``: run workers, submit jobs and read results from the command line."""
+"""``stt-workers``: run workers, submit jobs and read results from the command line.
+
+A failure a newcomer meets (broker or database unreachable, a malformed setting, a missing
+file) is one line naming the setting or file and what to check, exit code 1; ``--debug``
+or ``STT_LOG_LEVEL=DEBUG`` shows the traceback instead (``main`` below).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import click
 
 from tasks.errors import InvalidInput
 from tasks.models import JobStatus
+from tasks.redact import neutralize
 from workers import render
 
 if TYPE_CHECKING:
@@ -21,10 +27,16 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+# Set by --debug: failures then propagate with their traceback.
+_debug = False
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
     """Transcribe audio through the AI/ML API with Celery workers."""
+    global _debug
+    _debug = debug
 
 
 @cli.command()
@@ -55,13 +67,21 @@ def cli() -> None:
     show_envvar=True,
     help="Worker processes on this node [default: one per core]; see docs/operations.md.",
 )
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option(
+    "--loglevel", "-l", default="INFO", show_default=True, envvar="STT_LOG_LEVEL", show_envvar=True
+)
 @click.option("--hostname", "-n", default=None, help="Node name (default: celery's).")
 def worker(
     concurrency: int, pool: str, processes: int | None, loglevel: str, hostname: str | None
 ) -> None:
-    """Run a worker that consumes the stt queue (one process per core by default)."""
+    """Run a worker that consumes the stt queue (one process per core by default; it needs
+    AIML_API_KEY)."""
+    from tasks.settings import get_settings
     from workers.supervise import default_processes, run_processes
+
+    # Without a key every submit would fail in the log while jobs sit pending: refuse to
+    # start instead. (The demo's worker gets the embedded emulator's key.)
+    get_settings().require_api_key()
 
     _require_current_schema()
     _price_table()  # a worker that cannot price jobs stops here, not at its first store
@@ -195,10 +215,20 @@ def flower(port: int, address: str, db: str | None, args: tuple[str, ...]) -> No
 def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
     collected = list(urls)
     if from_file:
-        with click.open_file(from_file) as handle:
-            collected += [
-                line.strip() for line in handle if line.strip() and not line.startswith("#")
-            ]
+        try:
+            with click.open_file(from_file) as handle:
+                collected += [
+                    line.strip() for line in handle if line.strip() and not line.startswith("#")
+                ]
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise click.ClickException(
+                f"cannot read --from-file {from_file}: {reason}; check the path"
+            ) from None
+        except UnicodeDecodeError:
+            raise click.ClickException(
+                f"cannot read --from-file {from_file}: not UTF-8 text; give one URL per line"
+            ) from None
     if not collected:
         raise click.UsageError("give at least one URL, or --from-file")
     return collected
@@ -233,9 +263,11 @@ def submit(
 ) -> None:
     """Enqueue a transcription job for each URL."""
     from tasks.jobs import transcribe
+    from tasks.settings import get_settings
     from tasks.validation import validate_request
 
     all_urls = _read_urls(urls, from_file)
+    allow = get_settings().callback_allow_networks
     temp = _parse_temperature(temperature)
     # Validate every URL before enqueueing any, so a bad line enqueues nothing at all.
     for index, url in enumerate(all_urls):
@@ -247,6 +279,7 @@ def submit(
                 prompt=prompt,
                 temperature=temp,
                 callback_url=callback_url,
+                callback_allow=allow,
             )
         except InvalidInput as exc:
             where = f" (URL #{index + 1})" if len(all_urls) > 1 else ""
@@ -406,11 +439,24 @@ def _price_table() -> dict[str, PricedModel]:
 @cli.command()
 @click.option("--jobs", "n_jobs", type=int, default=9, show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the demo folder (database, logs).")
-def demo(n_jobs: int, keep: bool) -> None:
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Emulated processing time of every job (default: 0.3 x the audio's length).",
+)
+@click.option(
+    "--broker",
+    type=click.Choice(["filesystem", "sqlite"]),
+    default="filesystem",
+    hidden=True,  # the measured alternative (bench/demo_runs.py), not a user choice
+)
+def demo(n_jobs: int, keep: bool, job_seconds: float | None, broker: str) -> None:
     """Run the whole pipeline locally: emulator, worker, embedded broker, SQLite."""
     from workers.demo import run_demo
 
-    sys.exit(run_demo(n_jobs=n_jobs, keep=keep))
+    sys.exit(run_demo(n_jobs=n_jobs, keep=keep, job_seconds=job_seconds, broker=broker))
 
 
 # -- reports: stats and usage from the store ---------------------------------------------------
@@ -543,13 +589,54 @@ def prune(cutoff: datetime, keep_text: bool, dry_run: bool, batch_size: int | No
     )
 
 
+def _one_line(exc: BaseException) -> str | None:
+    """What a failure means for whoever ran the command, in one line; None for a bug (its
+    traceback is the useful thing then)."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from tasks.errors import STTError
+    from tasks.settings import get_settings
+
+    def first_line(error: BaseException) -> str:
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+        return (lines[0] if lines else type(error).__name__)[:200]
+
+    if isinstance(exc, STTError):  # EnqueueError, ConfigurationError, SchemaOutOfDate ...
+        return str(exc)
+    if isinstance(exc, DBAPIError):
+        where = make_url(get_settings().database_url).render_as_string(hide_password=True)
+        return (
+            f"database {where} unreachable ({first_line(exc)}); check STT_DATABASE_URL "
+            "and that the database is up"
+        )
+    if isinstance(exc, BrokerError | RedisConnectionError):
+        from tasks.redact import redact_url
+
+        return (
+            f"broker {redact_url(get_settings().broker_url)} unreachable ({first_line(exc)}); "
+            "check STT_BROKER_URL and that the broker is up"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
+    from tasks.settings import debug_requested
+
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="stt-workers")
     except InvalidInput as exc:  # pragma: no cover - commands convert these themselves
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {neutralize(str(exc))}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        message = None if _debug or debug_requested() else _one_line(exc)
+        if message is None:
+            raise
+        click.echo(f"Error: {neutralize(message)} (--debug shows the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""How the CLI shows jobs: one-line summaries, details, tables, JSON and subtitles."""
+"""How the CLI shows jobs: one-line summaries, details, tables, JSON and subtitles.
+
+Everything shown may hold text from outside (the API's transcript, error and ids, a
+callback receiver's reply): it passes ``tasks.redact.neutralize`` so an escape sequence
+cannot clear the screen or forge a line, and one-line fields stay on one line.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -13,7 +18,7 @@ from typing import Any
 import click
 
 from tasks.models import JobStatus, Segment, Transcript, Usage, Word
-from tasks.redact import redact_url
+from tasks.redact import json_safe, neutralize, redact_url
 from tasks.store import JobRecord
 from tasks.subtitles import to_srt, to_vtt
 
@@ -30,13 +35,15 @@ def record_json(record: JobRecord) -> dict[str, Any]:
 
 
 def _short(text: str | None, width: int = 60) -> str:
-    text = (text or "").replace("\n", " ")
+    text = neutralize((text or "").replace("\n", " "))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def summary(record: JobRecord) -> str:
     detail = record.text if record.text is not None else record.error
-    return f"{record.id}  {record.status.value:<9}  {record.model:<30}  {_short(detail)}"
+    return (
+        f"{neutralize(record.id)}  {record.status.value:<9}  {record.model:<30}  {_short(detail)}"
+    )
 
 
 def _fmt(value: object) -> str:
@@ -46,7 +53,7 @@ def _fmt(value: object) -> str:
         return value.isoformat(timespec="milliseconds")
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return neutralize(str(value))
 
 
 def _cost(record: JobRecord) -> object:
@@ -97,7 +104,7 @@ def table(records: Sequence[JobRecord]) -> str:
     for r in records:
         audio = _fmt(r.audio_seconds or r.billed_seconds)
         lines.append(
-            f"{r.id:<32}  {r.status.value:<9}  {r.model:<30}  {audio:>8}  "
+            f"{neutralize(r.id):<32}  {r.status.value:<9}  {r.model:<30}  {audio:>8}  "
             f"{_fmt(_cost(r)):>9}  {_short(r.text if r.text is not None else r.error, 50)}"
         )
     return "\n".join(lines)
@@ -121,7 +128,7 @@ def to_transcript(record: JobRecord) -> Transcript:
 def result(record: JobRecord, fmt: str) -> str:
     """The transcript in ``fmt`` (text, json, srt, vtt); ``ValueError`` if there is none."""
     if fmt == "json":
-        return json.dumps(record_json(record), indent=2, ensure_ascii=False)
+        return json_safe(json.dumps(record_json(record), indent=2, ensure_ascii=False))
     if not record.done:
         raise ValueError(
             f"job {record.id} is {record.status.value}, not finished yet: no transcript "
@@ -129,16 +136,23 @@ def result(record: JobRecord, fmt: str) -> str:
         )
     if record.text is None:
         raise ValueError(
-            f"job {record.id} has no transcript ({record.status.value}: {record.error})"
+            f"job {record.id} has no transcript "
+            f"({record.status.value}: {_short(record.error, 500)})"
         )
     if fmt == "text":
-        return record.text
+        return neutralize(record.text, keep_lines=True)
     transcript = to_transcript(record)
-    return to_srt(transcript) if fmt == "srt" else to_vtt(transcript)
+    return neutralize(to_srt(transcript) if fmt == "srt" else to_vtt(transcript), keep_lines=True)
 
 
-def wait_with_progress(job_ids: Sequence[str], *, timeout: float) -> list[JobRecord]:
-    """Show a live progress bar until every job is final (or ``timeout``); return them."""
+def wait_with_progress(
+    job_ids: Sequence[str], *, timeout: float, check: Callable[[], None] | None = None
+) -> list[JobRecord]:
+    """Show a live progress bar until every job is final (or ``timeout``); return them.
+
+    ``check`` runs before each look at the store; it raises to stop waiting (the demo
+    uses it to notice at once that its worker or emulator died).
+    """
     from tasks.runtime import get_store
 
     store = get_store()
@@ -146,6 +160,8 @@ def wait_with_progress(job_ids: Sequence[str], *, timeout: float) -> list[JobRec
     done: dict[str, JobRecord] = {}
     with click.progressbar(length=len(job_ids), label="transcribing", file=sys.stderr) as bar:
         while len(done) < len(job_ids) and time.monotonic() < deadline:
+            if check is not None:
+                check()
             pending = [i for i in job_ids if i not in done]
             fresh = [r for r in store.get_many(pending) if r.done]
             for record in fresh:

@@ -3,7 +3,7 @@
 A threads-pool worker is one Python process, held to one core by the GIL; polls cost CPU
 (parsing, publishing), so a 2-core node running one worker uses half of itself
 (bench/poll_cost.py). ``stt-workers worker --processes N`` starts N ordinary workers
-(each with its own node name, ``stt{i}@host``) and supervises them the way a process
+(each with its own node name, ``celery{i}@host``) and supervises them the way a process
 manager would: SIGTERM/SIGINT/SIGQUIT are passed on, and when one worker exits the others
 are stopped and this process exits with its status, so the orchestrator (compose,
 Kubernetes, systemd) restarts the node whole. No work is lost by that: messages are
@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+
+from tasks import metrics
 
 __all__ = ["default_processes", "node_names", "run_processes"]
 
@@ -39,7 +41,8 @@ def run_processes(count: int, worker_argv: Sequence[str], hostname: str | None) 
 
     Returns the exit status of the first worker to exit (after stopping the others).
     """
-    env = {**os.environ, "STT_WORKER_PROCESSES": "1"}
+    # With STT_METRICS_PORT this process serves the workers' metrics (tasks/metrics.py).
+    env = {**os.environ, "STT_WORKER_PROCESSES": "1", **metrics.serve_node()}
     children: list[subprocess.Popen[bytes]] = []
     for name in node_names(count, hostname):
         argv = [sys.executable, "-m", "workers.cli", "worker", *worker_argv, f"--hostname={name}"]
@@ -82,8 +85,12 @@ def _wait_first(children: Sequence[subprocess.Popen[bytes]]) -> int:
 
 
 def node_names(count: int, hostname: str | None) -> list[str]:
-    """``stt1@%h``, ``stt2@%h``...: Celery needs a distinct node name per process."""
-    name, _, host = (hostname or "stt@%h").partition("@")
+    """``celery1@%h``, ``celery2@%h``...: Celery needs a distinct node name per process.
+
+    Named like Celery's own default (``celery@%h``), so a health check can ping
+    ``celery@$HOSTNAME,celery1@$HOSTNAME`` whatever the process count.
+    """
+    name, _, host = (hostname or "celery@%h").partition("@")
     host = host or "%h"
     if count == 1:
         return [f"{name}@{host}"]

@@ -28,10 +28,12 @@ __all__ = ["receiver"]  # the fixture, imported for pytest
 
 SECRET = "test-callback-secret-0123456789abcdef"
 MODEL = "aai/slam-1"
+LOCAL = "127.0.0.0/8"
 
 
 def callback_stack(make_stack: Callable[..., Stack], **extra: str) -> Stack:
-    return make_stack(STT_CALLBACK_SECRET=SECRET, **extra)
+    # The receiver listens on 127.0.0.1: allow loopback, as a deployment allows its network.
+    return make_stack(STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS=LOCAL, **extra)
 
 
 def wait_callback(stack: Stack, job_id: str, timeout: float = 60) -> JobRecord:

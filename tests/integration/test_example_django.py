@@ -56,13 +56,21 @@ def _set_up(stack: Stack) -> Iterator[tuple[Stack, Any]]:
 @pytest.fixture
 def site(make_stack: Callable[..., Stack]) -> Iterator[tuple[Stack, Any]]:
     """A stack with a running worker, and the example project."""
-    yield from _set_up(make_stack(STT_CALLBACK_SECRET=SECRET))
+    yield from _set_up(
+        make_stack(STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8")
+    )
 
 
 @pytest.fixture
 def idle_site(make_stack: Callable[..., Stack]) -> Iterator[tuple[Stack, Any]]:
     """The same without a worker: whatever a request enqueued would stay on the broker."""
-    yield from _set_up(make_stack(STT_CALLBACK_SECRET=SECRET, start_worker=False))
+    yield from _set_up(
+        make_stack(
+            STT_CALLBACK_SECRET=SECRET,
+            STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8",
+            start_worker=False,
+        )
+    )
 
 
 def test_enqueue_read_back_and_receive_the_signed_callback(site: tuple[Stack, Any]) -> None:

@@ -47,14 +47,16 @@ def _app(stack: Stack, **config: Any) -> Flask:
 @pytest.fixture
 def idle(make_stack: Callable[..., Stack]) -> tuple[Stack, FlaskClient]:
     """No worker: whatever a request enqueued would stay on the broker."""
-    stack = make_stack(STT_CALLBACK_SECRET=SECRET, start_worker=False)
+    stack = make_stack(
+        STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8", start_worker=False
+    )
     return stack, _app(stack).test_client()
 
 
 def test_enqueue_read_back_and_receive_the_signed_callback(
     make_stack: Callable[..., Stack],
 ) -> None:
-    stack = make_stack(STT_CALLBACK_SECRET=SECRET)
+    stack = make_stack(STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8")
     # One app object serves both the test client and, over real HTTP, the worker's callback.
     app = _app(stack)
     from stt_flask.views import RECEIVED

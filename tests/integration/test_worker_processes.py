@@ -48,7 +48,7 @@ def test_two_processes_share_the_queue_and_stop_together_on_sigterm(
     assert node.process is not None
     workers = _children(node.process.pid)
     assert len(workers) == 2
-    assert "stt1@" in node.log() and "stt2@" in node.log()
+    assert "celery1@" in node.log() and "celery2@" in node.log()
 
     handles = [
         transcribe(f"https://media.example.org/procs/{i}.mp3", "aai/slam-1") for i in range(8)
@@ -73,6 +73,7 @@ def test_when_one_worker_dies_the_node_stops_with_its_status(
 
 
 def test_node_names_are_distinct_per_process() -> None:
-    assert node_names(1, None) == ["stt@%h"]
+    assert node_names(1, None) == ["celery@%h"]
+    assert node_names(2, None) == ["celery1@%h", "celery2@%h"]
     assert node_names(3, "web@box") == ["web1@box", "web2@box", "web3@box"]
     assert node_names(2, "x") == ["x1@%h", "x2@%h"]

@@ -14,8 +14,8 @@ BAD = [
     ({"url": ""}, "url", "must not be empty"),
     ({"url": "   "}, "url", "must not be empty"),
     ({"url": "not a url"}, "url", "http(s)"),
-    ({"url": "file:///etc/passwd"}, "url", "'file://'"),
-    ({"url": "ftp://host/a.mp3"}, "url", "'ftp://'"),
+    ({"url": "file:///etc/passwd"}, "url", "got 'file'"),
+    ({"url": "ftp://host/a.mp3"}, "url", "got 'ftp'"),
     ({"url": "https://"}, "url", "no host"),
     ({"url": 42}, "url", "got int"),
     ({"url": None}, "url", "got NoneType"),
@@ -42,7 +42,51 @@ BAD = [
     ({"metadata": {"a": "x" * MAX_METADATA_BYTES}}, "metadata", "larger than"),
     ({"callback_url": "javascript:alert(1)"}, "callback_url", "http(s)"),
     ({"idempotency_key": 12}, "idempotency_key", "must be a string"),
+    # Issue 12, case 11: NUL, a trailing newline, metadata nested 5,000 deep.
+    ({"url": GOOD_URL + "?X-Amz-Signature=s3cr3t\x00"}, "url", "control characters"),
+    ({"prompt": "say \x00 this"}, "prompt", "NUL"),
+    ({"idempotency_key": "k\x00"}, "idempotency_key", "NUL"),
+    ({"idempotency_key": "k\n2"}, "idempotency_key", "control characters"),
+    ({"tenant": "acme\x00"}, "tenant", "NUL"),
+    ({"language": "en\n"}, "language", "BCP-47"),
+    ({"metadata": {"a": "x\x00"}}, "metadata", "NUL"),
+    ({"callback_url": "https://hooks.example.com/a\r\nX: y"}, "callback_url", "control"),
 ]
+
+
+def _nested(depth: int) -> dict[str, object]:
+    tree: dict[str, object] = {}
+    for _ in range(depth):
+        tree = {"a": tree}
+    return tree
+
+
+def test_metadata_nested_5000_deep_is_refused_without_a_crash() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_request(GOOD_URL, GOOD_MODEL, metadata=_nested(5000))
+    assert info.value.field == "metadata" and "nests deeper than" in str(info.value)
+    assert validate_request(GOOD_URL, GOOD_MODEL, metadata=_nested(20)).metadata
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"url": "ftp://h/a.mp3?X-Amz-Signature=SECRET"},
+        {"url": "https://h/a.mp3?X-Amz-Signature=SECRET\x00"},
+        {"model": "SECRET model"},
+        {"language": "SECRET\n"},
+        {"temperature": 1.00000000000000000000000000000000000000000000000000000000000001e9},
+        {"prompt": "SECRET\x00"},
+        {"metadata": {"k": "SECRET\x00"}},
+        {"metadata": {"k": {"SECRET"}}},
+    ],
+)
+def test_no_message_quotes_the_value_it_refuses(override: dict[str, object]) -> None:
+    kwargs: dict[str, object] = {"url": GOOD_URL, "model": GOOD_MODEL, **override}
+    url, model = kwargs.pop("url"), kwargs.pop("model")
+    with pytest.raises(InvalidInput) as info:
+        validate_request(url, model, **kwargs)
+    assert "SECRET" not in str(info.value) and "e+09" not in str(info.value)
 
 
 @pytest.mark.parametrize(("override", "field", "fragment"), BAD)

@@ -6,6 +6,7 @@ they work the same against a subprocess, an embedded app, or one shared by many 
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +94,31 @@ async def reset(request: web.Request) -> web.Response:
     """Forget jobs and counters, restore the start-up config and reseed the dice."""
     request.app[STATE].reset()
     return _json({"ok": True})
+
+
+@routes.post("/_emulator/answers/{name}")
+async def script_answer(request: web.Request) -> web.Response:
+    """Register the poll answer of ``force-scripted-<name>`` jobs (see conventions.py).
+
+    The body is ``{"status": 201, ...}`` with one of ``"body"`` (text, sent as UTF-8),
+    ``"body_b64"`` (bytes) or ``"repeat": {"prefix", "unit", "count", "suffix"}`` (built
+    here, so a 16 MiB answer does not have to travel through the admin API).
+    """
+    try:
+        spec = await request.json()
+        status = int(spec.get("status", 201))
+        if "body_b64" in spec:
+            body = base64.b64decode(spec["body_b64"], validate=True)
+        elif "repeat" in spec:
+            rep = spec["repeat"]
+            unit = str(rep["unit"]) * int(rep["count"])
+            body = (str(rep.get("prefix", "")) + unit + str(rep.get("suffix", ""))).encode()
+        else:
+            body = str(spec["body"]).encode("utf-8", "surrogatepass")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return _json({"error": f"bad scripted answer: {exc!r}"}, 400)
+    request.app[STATE].answers[request.match_info["name"]] = (status, body)
+    return _json({"ok": True, "bytes": len(body)})
 
 
 @routes.get("/_emulator/jobs")

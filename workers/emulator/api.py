@@ -216,6 +216,8 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
     forced = job.forcing.poll
     if forced is not None and forced.applies(job.polls):
         return _forced(state, "get", forced.status, request.path)
+    if job.forcing.scripted is not None:
+        return _scripted(state, job.forcing.scripted, request.path)
     phase = job.phase(now)
     if phase.final and job.first_final_poll_wall is None:
         job.first_final_poll_wall = now_wall
@@ -227,6 +229,16 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
         return web.Response(body=body, status=201, content_type=_JSON)
     malformed = render.malformed_poll(generation_id)
     return await _deliver(request, state, "get", fault, spec, body, malformed)
+
+
+def _scripted(state: State, name: str, path: str) -> web.Response:
+    """The answer a test registered for ``force-scripted-<name>``, byte for byte."""
+    answer = state.answers.get(name)
+    if answer is None:
+        return error_response(state, "get", 404, path, f"No scripted answer {name!r}")
+    status, body = answer
+    state.stats.answered("get", status)
+    return web.Response(body=body, status=status, content_type=_JSON)
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

@@ -13,9 +13,9 @@ from aiohttp.typedefs import Handler
 
 from workers.emulator import admin, api
 from workers.emulator.config import EmulatorConfig
-from workers.emulator.state import LOG_ENTRY, STATE, State
+from workers.emulator.state import LOG_ENTRY, MAX_BODY, STATE, State
 
-__all__ = ["build_app", "purge_interval"]
+__all__ = ["MAX_UPLOAD_BYTES", "build_app", "purge_interval"]
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
@@ -67,10 +67,36 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
         entry["done_ts"] = time.time()
 
 
-def build_app(config: EmulatorConfig | None = None) -> web.Application:
-    """The emulator as an aiohttp application, for ``web.run_app`` or embedding in tests."""
-    app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[_log_requests])
+@web.middleware
+async def _vendor_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request aiohttp itself refuses (body over the limit, ...) gets the vendor's envelope.
+
+    aiohttp raises these as ``HTTPException`` with a plain-text body; the vendor answers
+    every 4xx in its JSON envelope, and so must its stand-in.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/v1/") or not 400 <= exc.status < 500:
+            raise
+        endpoint = "create" if request.path == "/v1/stt/create" else "get"
+        message = exc.reason.lower() if exc.status == 413 else exc.reason
+        state = request.app[STATE]
+        return api.error_response(state, endpoint, exc.status, request.path, message)
+
+
+def build_app(
+    config: EmulatorConfig | None = None, *, max_body_bytes: int = MAX_UPLOAD_BYTES
+) -> web.Application:
+    """The emulator as an aiohttp application, for ``web.run_app`` or embedding in tests.
+
+    A request body over ``max_body_bytes`` is answered 413 in the vendor's envelope.
+    """
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[_log_requests, _vendor_errors]
+    )
     app[STATE] = State(config or EmulatorConfig())
+    app[MAX_BODY] = max_body_bytes
     app.router.add_post("/v1/stt/create", api.create_generation)
     app.router.add_get("/v1/stt/{generation_id}", api.get_generation, allow_head=False)
     app.router.add_routes(admin.routes)

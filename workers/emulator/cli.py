@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from workers.emulator.app import build_app
+from workers.emulator.app import MAX_UPLOAD_BYTES, build_app
 from workers.emulator.config import (
     DEFAULT_API_KEY,
     Dialect,
@@ -68,6 +68,8 @@ def build_parser(prog: str = "python -m workers.emulator") -> argparse.ArgumentP
         help="fault setting for GET /v1/stt/{id} only (replaces --fault there)")  # fmt: skip
     add("--model", action="append", default=[], dest="models", metavar="ID=FAM",
         help="also serve model ID, answering like FAM (openai, deepgram, assemblyai)")  # fmt: skip
+    add("--max-body-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20, metavar="MIB",
+        help="larger request bodies are answered 413 (default 256)")  # fmt: skip
     add("--access-log", action="store_true", help="log every request to stderr (slower)")
     return parser
 
@@ -133,10 +135,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_body_mb <= 0:
+        parser.error("--max-body-mb must be positive")
     if args.access_log:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
-        asyncio.run(serve(build_app(config), args.host, args.port, args.access_log))
+        app = build_app(config, max_body_bytes=int(args.max_body_mb * 2**20))
+        asyncio.run(serve(app, args.host, args.port, args.access_log))
     except OSError as exc:  # e.g. the port is taken
         print(f"emulator: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

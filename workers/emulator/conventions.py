@@ -21,6 +21,10 @@ puts a marker in its audio URL instead (anywhere: path, query or fragment):
     once the job is completed its polls answer a broken 201: ``not-json`` (cut off),
     ``no-status`` (the envelope without ``status``), ``unknown-shape`` (a ``result`` of
     no known family) or ``huge`` (a valid result padded past 16 MiB).
+``force-scripted-<name>``
+    every poll of the job answers the bytes registered under ``<name>`` (letters, digits,
+    ``_``) with ``POST /_emulator/answers/<name>``, verbatim: a test crafts any answer,
+    however hostile (unknown name: the poll answers 404).
 
 Codes 429 carry ``Retry-After: 1``; 502/503/504 come as the HTML page a gateway sends; any
 other 4xx/5xx comes in the vendor's JSON error envelope.
@@ -37,6 +41,7 @@ _DURATION = re.compile(r"force-duration-(\d+(?:\.\d+)?)")
 _CREATE_HTTP = re.compile(r"force-http-([45]\d\d)(?:x(\d+))?")
 _POLL_HTTP = re.compile(r"force-poll-([45]\d\d)(?:x(\d+))?")
 _STATUS_WORD = re.compile(r"force-status-([a-z_]+)")
+_SCRIPTED = re.compile(r"force-scripted-([A-Za-z0-9_]+)")
 ANSWER_KINDS = ("not-json", "no-status", "unknown-shape", "huge")
 _ANSWER = re.compile(r"force-answer-(" + "|".join(ANSWER_KINDS) + ")")
 
@@ -64,6 +69,7 @@ class Forcing:
     poll: ForcedStatus | None = None
     status_word: str | None = None
     answer: str | None = None  # one of ANSWER_KINDS
+    scripted: str | None = None  # the name of an answer registered through the admin API
 
 
 NOTHING = Forcing()
@@ -75,6 +81,7 @@ def forcing_for(url: str | None) -> Forcing:
         return NOTHING
     duration = _DURATION.search(url)
     word, answer = _STATUS_WORD.search(url), _ANSWER.search(url)
+    scripted = _SCRIPTED.search(url)
     return Forcing(
         error="force-error" in url,
         empty="force-empty" in url,
@@ -83,6 +90,7 @@ def forcing_for(url: str | None) -> Forcing:
         poll=_status(_POLL_HTTP.search(url)),
         status_word=word.group(1) if word else None,
         answer=answer.group(1) if answer else None,
+        scripted=scripted.group(1) if scripted else None,
     )
 
 

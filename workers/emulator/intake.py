@@ -16,12 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from workers.emulator.models import Model
+from workers.emulator.state import MAX_BODY
 
 __all__ = ["CreateRequest", "FieldError", "ModelLookup", "read_create", "validate"]
 
 FieldError = dict[str, str]  # {"field": ..., "message": ...}
+_ABSENT = object()  # a field the body leaves out (unlike one sent as null)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,19 @@ ModelLookup = Callable[[str], Model | None]
 async def read_create(
     request: web.Request, served: ModelLookup
 ) -> CreateRequest | list[FieldError]:
-    """Parse the body by content type; a list of field errors means answer 400."""
+    """Parse the body by content type; a list of field errors means answer 400.
+
+    Any body that cannot be parsed is a 400, never a 500: a multipart type without a
+    boundary or with a broken body, invalid JSON (whatever the declared type: like the
+    vendor's body parser, anything not multipart is read as JSON). A body over the limit
+    raises ``HTTPRequestEntityTooLarge``, which the app answers 413 in the vendor's envelope.
+    """
     if request.content_type.startswith("multipart/"):
-        fields, audio = await _read_multipart(request)
+        try:
+            fields, audio = await _read_multipart(request)
+        except (ValueError, RuntimeError, TypeError, HttpProcessingError) as exc:
+            # aiohttp's multipart reader signals a malformed body with these.
+            return [{"field": "body", "message": f"multipart body cannot be read: {exc}"}]
         return validate(fields, audio, served, from_form=True)
     try:
         body = json.loads(await request.read() or b"null")
@@ -65,11 +78,15 @@ async def read_create(
 async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
     fields: dict[str, Any] = {}
     audio: bytes | None = None
+    limit, total = request.app[MAX_BODY], 0
     reader = await request.multipart()
     async for part in reader:
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
-        data = await part.read()
+        data = await part.read()  # each part is held to the limit by aiohttp...
+        total += len(data)
+        if total > limit:  # ...and all of them together, here
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=total)
         if part.name == "audio":
             audio = bytes(data)
         else:
@@ -100,11 +117,13 @@ def validate(
     elif from_form and not audio:
         errors.append({"field": "audio", "message": "audio file is empty"})
 
-    temperature = _temperature(body.get("temperature"), from_form, errors)
+    # An optional field may be left out, not sent as null: the contract's types are not
+    # nullable (our client leaves out what it does not set).
+    temperature = _temperature(body.get("temperature", _ABSENT), from_form, errors)
     texts: dict[str, str | None] = {}
     for name in ("language", "prompt"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
+        value = body.get(name, _ABSENT)
+        if value is not _ABSENT and not isinstance(value, str):
             errors.append({"field": name, "message": f"{name} must be a string"})
         texts[name] = value if isinstance(value, str) else None
 
@@ -128,7 +147,7 @@ def _http_url(value: Any) -> bool:
 
 
 def _temperature(value: Any, from_form: bool, errors: list[FieldError]) -> float | None:
-    if value is None:
+    if value is _ABSENT:
         return None
     if from_form and isinstance(value, str):
         with contextlib.suppress(ValueError):

@@ -18,7 +18,7 @@ from workers.emulator.faults import FaultDice
 from workers.emulator.jobs import JobStore
 from workers.emulator.stats import RequestStats
 
-__all__ = ["LOG_ENTRY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
+__all__ = ["LOG_ENTRY", "MAX_BODY", "MAX_LOGGED_REQUESTS", "STATE", "State"]
 
 MAX_LOGGED_REQUESTS = 100_000  # the request log keeps the newest this many
 
@@ -34,6 +34,8 @@ class State:
         self.dice = FaultDice(config.seed)
         self.session: aiohttp.ClientSession | None = None  # for local audio downloads
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+        # Scripted poll answers (``force-scripted-<name>``): name -> (HTTP status, body).
+        self.answers: dict[str, tuple[int, bytes]] = {}
 
     def log_request(self, method: str, path: str) -> dict[str, Any]:
         """Log a ``/v1/...`` request as it arrives; the caller fills in how it ended.
@@ -66,8 +68,11 @@ class State:
         self.stats = RequestStats()
         self.dice = FaultDice(self.config.seed)
         self.requests.clear()
+        self.answers.clear()
 
 
 STATE = web.AppKey("state", State)
+# The largest request body accepted, in bytes (a multipart upload counts all its parts).
+MAX_BODY = web.AppKey("max_body", int)
 # A request's entry in the request log, kept on the request while it is served.
 LOG_ENTRY = "emulator_log_entry"

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from tasks import InvalidInput, get_transcription, transcribe
+from tasks import EnqueueError, InvalidInput, get_transcription, transcribe
 from tasks.callbacks import job_view
 from tasks.signing import verify_signature
 
@@ -29,6 +29,14 @@ def _form_number(raw: str) -> object:
         return float(raw)
     except ValueError:
         return raw  # let validation name the field
+
+
+def _tenant(request: HttpRequest) -> str | None:
+    """Whose request this is: idempotency keys are unique per tenant, so two customers who
+    pick the same key get two jobs. A real app takes it from its own authentication
+    (``request.user``); this example reads the ``X-Tenant`` header that the authenticating
+    gateway in front of it sets (and strips from what clients send)."""
+    return request.headers.get("X-Tenant") or None
 
 
 def _request_fields(request: HttpRequest) -> dict[str, Any]:
@@ -54,11 +62,22 @@ def _request_fields(request: HttpRequest) -> dict[str, Any]:
 
 @require_POST
 def create_job(request: HttpRequest) -> JsonResponse:
-    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input."""
+    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input, and on
+    an idempotency key reused with other parameters (``IdempotencyKeyReused``); 503 when
+    the broker or the database is down (nothing was enqueued: try again)."""
     try:
-        handle = transcribe(**_request_fields(request), callback_url=settings.STT_CALLBACK_URL)
+        handle = transcribe(
+            **_request_fields(request),
+            callback_url=settings.STT_CALLBACK_URL,
+            tenant=_tenant(request),
+        )
     except InvalidInput as exc:
         return JsonResponse({"field": exc.field, "error": str(exc)}, status=400)
+    except EnqueueError as exc:
+        log.error("%s", exc)  # names the setting to check; the client needs less
+        response = JsonResponse({"error": "could not enqueue the job; try again later"}, status=503)
+        response["Retry-After"] = "30"
+        return response
     location = reverse("job-detail", args=[handle.id])
     response = JsonResponse({"id": handle.id, "status_url": location}, status=202)
     response["Location"] = location

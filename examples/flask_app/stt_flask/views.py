@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from tasks import InvalidInput, get_transcription, transcribe
+from tasks import EnqueueError, InvalidInput, get_transcription, transcribe
 from tasks.callbacks import job_view
 from tasks.signing import verify_signature
 
@@ -16,6 +16,8 @@ bp = Blueprint("transcriptions", __name__)
 # (STT_CALLBACK_URL), so clients cannot make the workers POST to arbitrary hosts.
 FIELDS = ("url", "model", "language", "prompt", "temperature", "metadata", "idempotency_key")
 
+RETRY = {"Retry-After": "30"}
+
 # Finished jobs as the callback delivered them. A real app would update its own model here.
 RECEIVED: dict[str, dict[str, Any]] = {}
 
@@ -25,6 +27,14 @@ def _form_number(raw: str) -> object:
         return float(raw)
     except ValueError:
         return raw  # let validation name the field
+
+
+def _tenant() -> str | None:
+    """Whose request this is: idempotency keys are unique per tenant, so two customers who
+    pick the same key get two jobs. A real app takes it from its own authentication (the
+    signed-in account); this example reads the ``X-Tenant`` header that the authenticating
+    gateway in front of it sets (and strips from what clients send)."""
+    return request.headers.get("X-Tenant") or None
 
 
 def _request_fields() -> dict[str, Any]:
@@ -49,13 +59,20 @@ def _request_fields() -> dict[str, Any]:
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
-    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input."""
+    """POST /jobs -> 202 {"id": ...}; 400 {"field": ..., "error": ...} on bad input, and on
+    an idempotency key reused with other parameters (``IdempotencyKeyReused``); 503 when
+    the broker or the database is down (nothing was enqueued: try again)."""
     try:
         handle = transcribe(
-            **_request_fields(), callback_url=current_app.config["STT_CALLBACK_URL"]
+            **_request_fields(),
+            callback_url=current_app.config["STT_CALLBACK_URL"],
+            tenant=_tenant(),
         )
     except InvalidInput as exc:
         return jsonify(field=exc.field, error=str(exc)), 400
+    except EnqueueError as exc:
+        log.error("%s", exc)  # names the setting to check; the client needs less
+        return jsonify(error="could not enqueue the job; try again later"), 503, RETRY
     location = url_for("transcriptions.job_detail", job_id=handle.id)
     return jsonify(id=handle.id, status_url=location), 202, {"Location": location}
 

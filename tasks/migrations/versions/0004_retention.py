@@ -11,7 +11,7 @@ ix_stt_jobs_stored_at ON stt_jobs (stored_at)``; this revision then finds it the
 (docs/operations.md, "Retention").
 
 Revision ID: 0004_retention
-Revises: 0001_initial
+Revises: 0003_idempotency_scope
 Create Date: 2026-12-01
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0004_retention"
-down_revision: str | Sequence[str] | None = "0001_initial"
+down_revision: str | Sequence[str] | None = "0003_idempotency_scope"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
