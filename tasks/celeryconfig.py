@@ -18,7 +18,9 @@ from tasks.settings import DEFAULT_VISIBILITY_TIMEOUT, Settings, get_settings
 __all__ = [
     "FILESYSTEM_POLLING_INTERVAL",
     "FILESYSTEM_TRANSPORT",
+    "PRUNE_EVERY",
     "VISIBILITY_TIMEOUT",
+    "beat_schedule",
     "celery_config",
     "producer_config",
     "redis_transport_options",
@@ -146,5 +148,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         # Run `stt-workers beat` once per deployment for this (STT_SWEEP_INTERVAL).
-        "beat_schedule": {"stt-sweep": {"task": "stt.sweep", "schedule": settings.sweep_interval}},
+        "beat_schedule": beat_schedule(settings),
     }
+
+
+# How often beat sends stt.prune when retention is on: often enough that each run has
+# little to do (a day's jobs come due spread over 96 runs), rarely enough to cost nothing.
+PRUNE_EVERY = 900.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """The sweeper every ``STT_SWEEP_INTERVAL``; with ``STT_RETENTION_DAYS`` > 0, the prune."""
+    sweep = {"task": "stt.sweep", "schedule": settings.sweep_interval}
+    schedule: dict[str, Any] = {"stt-sweep": sweep}
+    if settings.retention_days > 0:
+        schedule["stt-prune"] = {
+            "task": "stt.prune",
+            "schedule": PRUNE_EVERY,
+            "kwargs": {
+                "days": settings.retention_days,
+                "keep_text": settings.retention_keep_text,
+            },
+            # A prune nobody ran before the next one is due is not worth running.
+            "options": {"expires": PRUNE_EVERY},
+        }
+    return schedule

@@ -30,7 +30,7 @@ from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
-from tasks import metrics, runtime
+from tasks import metrics, retention, runtime
 from tasks.broker import broker_countdown, broker_kind
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.lease import poll_lease
@@ -54,7 +54,7 @@ from tasks.steps import (
 from tasks.store import utcnow as _now
 from tasks.sweep import CALLBACK_GRACE, Step, find_candidates, find_lost_callbacks, plan_sweep
 
-__all__ = ["callback", "pipeline_signature", "poll", "store", "submit", "sweep"]
+__all__ = ["callback", "pipeline_signature", "poll", "prune", "store", "submit", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +319,19 @@ def sweep(grace: float | None = None) -> dict[str, int]:
     if any(counts.values()):
         log.warning("sweep re-drove overdue jobs: %s", counts)
     return counts
+
+
+@shared_task(name="stt.prune", ignore_result=True)
+def prune(days: float, keep_text: bool = False) -> dict[str, Any]:
+    """Delete (or empty) finished jobs older than ``days`` (beat, when STT_RETENTION_DAYS
+    is set; see tasks/retention.py). A run does a bounded number of batches."""
+    report = retention.prune(
+        runtime.get_store(),
+        cutoff=retention.cutoff_for(timedelta(days=days), now=_now()),
+        keep_text=keep_text,
+        max_batches=retention.SCHEDULE_BATCHES,
+    )
+    return {"rows": report.rows, "batches": report.batches, "complete": report.complete}
 
 
 def pipeline_signature(job_id: str, *, owner: int = 0) -> Any:

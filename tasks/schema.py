@@ -99,7 +99,8 @@ class JobRow(Base):
     enqueued_at: Mapped[datetime] = mapped_column(index=True)
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    stored_at: Mapped[datetime | None]
+    # Indexed for pruning by age (tasks/retention.py) and usage --since/--until.
+    stored_at: Mapped[datetime | None] = mapped_column(index=True)
     # When the job's current step is next due: its lease. Every re-schedule of every step
     # writes it; the sweeper re-drives only a job whose step is overdue (tasks/sweep.py).
     due_at: Mapped[datetime | None] = mapped_column(index=True)

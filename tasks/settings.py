@@ -89,6 +89,10 @@ class Settings:
     # A job not submitted within this many seconds of being enqueued ends as "timeout"
     # (a backlog behind STT_MAX_IN_FLIGHT or a long outage of the API, not a lost message).
     submit_deadline: float = 86400.0
+    # Retention (tasks/retention.py): beat prunes finished jobs older than this many days;
+    # 0 keeps every job forever. With keep_text, old jobs keep their text and usage.
+    retention_days: float = 0.0
+    retention_keep_text: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -217,6 +221,8 @@ ENV_NAMES: dict[str, str] = {
     "sweep_interval": "STT_SWEEP_INTERVAL",
     "sweep_grace": "STT_SWEEP_GRACE",
     "submit_deadline": "STT_SUBMIT_DEADLINE",
+    "retention_days": "STT_RETENTION_DAYS",
+    "retention_keep_text": "STT_RETENTION_KEEP_TEXT",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -290,6 +296,16 @@ def debug_requested(env: Mapping[str, str] | None = None) -> bool:
     return env.get(ENV_NAMES["log_level"], "").strip().upper() == "DEBUG"
 
 
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def _flag(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ConfigurationError(name, f"must be true or false (1/0, yes/no), got {raw!r}")
+    return word in _TRUE
+
+
 _PARSERS: dict[str, Callable[[str, str], object]] = {
     "request_timeout": _number(float),
     "callback_allow_networks": _networks,
@@ -313,6 +329,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "sweep_interval": _number(float),
     "sweep_grace": _number(float),
     "submit_deadline": _number(float),
+    "retention_days": _number(float),
+    "retention_keep_text": _flag,
 }
 
 

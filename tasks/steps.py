@@ -24,6 +24,7 @@ from tasks.normalize import normalize
 from tasks.polling import SUBMIT_MAX_RETRIES, PollPolicy, next_poll_delay, submit_retry_delay
 from tasks.pricing import estimate_cost
 from tasks.redact import redact_url
+from tasks.slim import slim_result
 from tasks.store import JobRecord, Store, status_for_row
 
 __all__ = [
@@ -520,6 +521,8 @@ def finish_completed(
             record.id,
             JobStatus.COMPLETED,
             transcript=transcript,
+            # The columns now hold the transcript: keep the vendor's answer without it.
+            raw_result=slim_result(record.raw_result, transcript, model=record.model),
             cost_usd=estimate_cost(record.model, transcript.usage),
             now=now,
         )

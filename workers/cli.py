@@ -546,6 +546,62 @@ def usage(
         click.echo(f"wrote {plot}", err=True)
 
 
+# -- retention -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "cutoff",
+    metavar="AGE",
+    required=True,
+    callback=_time_bound,
+    help="Prune finished jobs stored longer ago than this: 30d, 12h, 2w, or an ISO date/time.",
+)
+@click.option(
+    "--keep-text",
+    is_flag=True,
+    help="Keep the jobs with their text, usage and cost; empty only raw_result, words "
+    "and segments (their subtitles become one cue for the whole audio).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count the jobs that would be pruned.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Rows per transaction (default 1000; 100 on SQLite, whose one write lock a batch holds).",
+)
+def prune(cutoff: datetime, keep_text: bool, dry_run: bool, batch_size: int | None) -> None:
+    """Delete finished jobs older than --older-than, in short batches (see docs/operations.md).
+
+    Only finished jobs (completed, error, failed, timeout, and their callback delivered or
+    given up) are touched; jobs in flight never are. Safe while workers run.
+    """
+    import time
+
+    from tasks import retention
+    from tasks.store import utcnow
+
+    if cutoff >= utcnow():
+        raise click.BadParameter("must be in the past", param_hint="'--older-than'")
+    store = _read_store()  # nothing to prune in a database that does not exist
+    started = time.monotonic()
+    report = retention.prune(
+        store, cutoff=cutoff, keep_text=keep_text, dry_run=dry_run, batch_size=batch_size
+    )
+    before = cutoff.isoformat(timespec="seconds")
+    if report.dry_run:
+        click.echo(
+            f"dry run: {report.rows} finished jobs stored before {before} would be "
+            f"{report.verb}; nothing was changed"
+        )
+        return
+    click.echo(
+        f"{report.verb} {report.rows} finished jobs stored before {before} "
+        f"({report.batches} batches, {time.monotonic() - started:.1f} s)"
+    )
+
+
 def _one_line(exc: BaseException) -> str | None:
     """What a failure means for whoever ran the command, in one line; None for a bug (its
     traceback is the useful thing then)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from tasks.models import JobStatus, Segment, Transcript, Word
+from tasks.models import JobStatus, Segment, Transcript, Usage, Word
 from tasks.redact import json_safe, neutralize, redact_url
 from tasks.store import JobRecord
 from tasks.subtitles import to_srt, to_vtt
@@ -111,11 +111,17 @@ def table(records: Sequence[JobRecord]) -> str:
 
 
 def to_transcript(record: JobRecord) -> Transcript:
-    """Rebuild the normalized transcript from a stored row."""
+    """Rebuild the normalized transcript from a stored row (never from ``raw_result``,
+    which keeps only what these columns do not: tasks/slim.py).
+
+    The durations come along so that a row without timings (a text-only model, or one
+    pruned with ``--keep-text``) still makes a subtitle: one cue over the whole audio.
+    """
     return Transcript(
         text=record.text or "",
         words=tuple(Word(**w) for w in record.words or ()),
         segments=tuple(Segment(**s) for s in record.segments or ()),
+        usage=Usage(audio_seconds=record.audio_seconds, billed_seconds=record.billed_seconds),
     )
 
 
