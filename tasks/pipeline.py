@@ -22,6 +22,7 @@ tasks/lease.py) ends with Celery's ``Ignore``: nothing to store, nothing to pass
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
