@@ -170,6 +170,7 @@ def test_counters_after_a_faulty_run_equal_the_store_and_the_emulator(
         STT_SUBMIT_MAX_RETRIES="12",
         STT_MAX_IN_FLIGHT="6",
         STT_CALLBACK_SECRET=SECRET,
+        STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8",
         STT_CALLBACK_MAX_ATTEMPTS="2",
         STT_METRICS_PORT=str(port),
     )
