@@ -35,7 +35,7 @@ from sqlalchemy.sql.expression import Executable
 from tasks.migrate import ensure_current
 from tasks.models import FINAL_JOB_STATUSES, JobStatus, Transcript
 from tasks.schema import JobRow
-from tasks.validation import JobRequest, request_fingerprint
+from tasks.validation import JobRequest, fingerprint_of
 
 __all__ = [
     "IDS_PER_QUERY",
@@ -117,15 +117,7 @@ class JobRecord:
     @property
     def fingerprint(self) -> str:
         """The request's fingerprint: stored, or computed from the columns (older rows)."""
-        return self.request_fingerprint or request_fingerprint(
-            url=self.url,
-            model=self.model,
-            language=self.language,
-            prompt=self.prompt,
-            temperature=self.temperature,
-            metadata=self.metadata,
-            callback_url=self.callback_url,
-        )
+        return self.request_fingerprint or fingerprint_of(self)
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobRecord:

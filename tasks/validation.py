@@ -23,12 +23,14 @@ from tasks.netguard import check_callback_url
 from tasks.settings import IPNetwork
 
 __all__ = [
+    "FINGERPRINT_FIELDS",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
     "MAX_PROMPT_CHARS",
     "MAX_TENANT_CHARS",
     "MAX_URL_CHARS",
     "JobRequest",
+    "fingerprint_of",
     "request_fingerprint",
     "validate_request",
 ]
@@ -65,15 +67,24 @@ class JobRequest:
     def fingerprint(self) -> str:
         """What an idempotency key is compared on when it comes again (not the key, not
         the tenant: those are what it is looked up by)."""
-        return request_fingerprint(
-            url=self.url,
-            model=self.model,
-            language=self.language,
-            prompt=self.prompt,
-            temperature=self.temperature,
-            metadata=self.metadata,
-            callback_url=self.callback_url,
-        )
+        return fingerprint_of(self)
+
+
+FINGERPRINT_FIELDS = (
+    "url",
+    "model",
+    "language",
+    "prompt",
+    "temperature",
+    "metadata",
+    "callback_url",
+)
+
+
+def fingerprint_of(source: Any) -> str:
+    """``request_fingerprint`` of any object with the ``FINGERPRINT_FIELDS`` attributes (a
+    request, or a stored job)."""
+    return request_fingerprint(**{name: getattr(source, name) for name in FINGERPRINT_FIELDS})
 
 
 def request_fingerprint(

@@ -12,29 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tasks.answers import MAX_JSON_DEPTH
 from tasks.jobs import transcribe
 from tasks.models import JobStatus, Transcript, Usage
 from tasks.steps import finish_completed
 from tasks.store import Store, utcnow
 from tasks.validation import validate_request
-from tests.fixtures.services import _truncate
 from tests.fixtures.stack import Stack
 from tests.integration.test_pipeline import wait_all
 
 MODEL = "openai/gpt-4o-mini-transcribe"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    """``make_stack``'s ``db`` argument: SQLite, or a freshly migrated PostgreSQL."""
-    if request.param == "sqlite":
-        return "sqlite"
-    url = str(request.getfixturevalue("postgres_url"))
-    _truncate(url)
-    return url
 
 
 def scripted(stack: Stack, name: str, body: str | bytes, *, status: int = 201) -> str:

@@ -18,12 +18,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.jobs import transcribe
-from tests.fixtures.services import _truncate
 from tests.fixtures.stack import Stack
 from tests.integration.test_pipeline import wait_all
 
@@ -98,15 +96,6 @@ answer = st.tuples(
     st.sampled_from([201, 201, 201, 200, 400, 404, 500, 503]),
     (legacy | newer | any_json | deep).map(dump),
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "sqlite"
-    url = str(request.getfixturevalue("postgres_url"))
-    _truncate(url)
-    return url
 
 
 def test_any_answer_ends_every_job_once_within_its_deadline(

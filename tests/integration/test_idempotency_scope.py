@@ -17,22 +17,13 @@ import pytest
 from tasks.errors import IdempotencyKeyReused, InvalidInput
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
-from tests.fixtures.services import _truncate, start_redis
+from tests.fixtures.services import start_redis
 from tests.fixtures.stack import Stack
 from tests.fixtures.webapps import add_example_path
 from tests.integration.test_pipeline import wait_all
 
 MODEL = "aai/slam-1"
 SIGNED = "https://bucket.example.org/call.mp3?X-Amz-Signature=0123456789abcdef"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "sqlite"
-    url = str(request.getfixturevalue("postgres_url"))
-    _truncate(url)
-    return url
 
 
 def test_a_key_whose_enqueue_failed_is_not_spent(

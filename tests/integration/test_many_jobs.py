@@ -17,20 +17,10 @@ from sqlalchemy import insert
 from tasks.models import JobStatus
 from tasks.schema import JobRow
 from tasks.store import utcnow
-from tests.fixtures.services import _truncate
 from tests.fixtures.stack import Stack
 from workers import render
 
 JOBS = 100_000
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "sqlite"
-    url = str(request.getfixturevalue("postgres_url"))
-    _truncate(url)
-    return url
 
 
 @pytest.mark.slow
