@@ -31,8 +31,8 @@ BATCH = 5
 # With a 0.2 s first delay, x1.5 and a 1 s cap (tests' stack_env), 3 s hold < 10 polls;
 # a Retry-After of a 5xx only makes them fewer. Anything above is a retry without bound.
 MAX_POLLS = 12
-# PostgreSQL's server_status column is VARCHAR(32) until core's 0002 widens it (case 4).
-MAX_STATUS_CHARS = 32
+# Status words of any length (case 4): the row keeps 64 printable characters of them.
+MAX_STATUS_CHARS = 500
 MODEL = "openai/gpt-4o-mini-transcribe"
 
 
