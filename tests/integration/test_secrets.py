@@ -189,7 +189,8 @@ def _flower_views(flower: FlowerProcess, job_ids: list[str]) -> Iterator[str]:
     yield flower.get("/tasks/datatable", draw=1, start=0, length=500).text
     yield flower.get("/api/workers", refresh="true").text
     yield flower.get("/metrics").text
-    assert len(tasks) >= 3 * len(job_ids)
+    # submit and store of each job (stt.poll sends no events: tasks.monitoring.QuietAMQP)
+    assert len(tasks) >= 2 * len(job_ids)
 
 
 def _around(text: str, needle: str) -> str:

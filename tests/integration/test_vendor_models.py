@@ -54,7 +54,7 @@ def test_a_model_the_vendor_does_not_serve_fails_with_the_vendors_message(stack:
 def test_a_model_only_the_vendor_knows_completes_unpriced_everywhere(
     make_stack: Callable[..., Stack], receiver: Receiver
 ) -> None:
-    stack = make_stack(STT_CALLBACK_SECRET=SECRET)
+    stack = make_stack(STT_CALLBACK_SECRET=SECRET, STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8")
     stack.emulator.configure(models={NEW_MODEL: "assemblyai"})
     url = stack.emulator.sample_url(6)
     handle = transcribe(url, NEW_MODEL, callback_url=receiver.url("/done"))
