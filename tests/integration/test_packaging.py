@@ -54,6 +54,9 @@ def test_build_makes_a_wheel_and_sdist_that_install_and_run(tmp_path: Path) -> N
     assert "schema upgraded from none to" in migrated
     listed = run("env", f"STT_DATABASE_URL={database}", cli, "list", cwd=elsewhere)
     assert listed.stdout.strip() == "no jobs"
+    # The README's first command, from the installed wheel: the whole embedded pipeline.
+    demo = run(cli, "demo", "--jobs", "3", "--job-seconds", "0.2", cwd=elsewhere, timeout=300)
+    assert "3/3 completed" in demo.stdout, demo.stdout[-2000:]
 
     run(python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", sdist, cwd=tmp_path)
     assert "aai/slam-1" in run(cli, "models", cwd=elsewhere).stdout
