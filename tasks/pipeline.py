@@ -22,7 +22,7 @@ tasks/lease.py) ends with Celery's ``Ignore``: nothing to store, nothing to pass
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task, chain, shared_task
@@ -323,15 +323,40 @@ def sweep(grace: float | None = None) -> dict[str, int]:
 
 
 @shared_task(name="stt.prune", ignore_result=True)
-def prune(days: float, keep_text: bool = False) -> dict[str, Any]:
+def prune(
+    days: float,
+    keep_text: bool = False,
+    batches_left: int = retention.SCHEDULE_BATCHES,
+    cutoff: str | None = None,
+) -> dict[str, Any]:
     """Delete (or empty) finished jobs older than ``days`` (beat, when STT_RETENTION_DAYS
-    is set; see tasks/retention.py). A run does a bounded number of batches."""
-    report = retention.prune(
-        runtime.get_store(),
-        cutoff=retention.cutoff_for(timedelta(days=days), now=_now()),
-        keep_text=keep_text,
-        max_batches=retention.SCHEDULE_BATCHES,
+    is set; see tasks/retention.py). A run does a bounded number of batches.
+
+    On SQLite, whose one write lock a batch holds, the batches are spaced so the workers'
+    writes get in: one batch per task, the next sent with a ``SQLITE_PAUSE`` countdown
+    (never a sleep that holds a worker slot), the same cutoff and the budget left.
+    """
+    store_ = runtime.get_store()
+    at = (
+        datetime.fromisoformat(cutoff)
+        if cutoff is not None
+        else retention.cutoff_for(timedelta(days=days), now=_now())
     )
+    spaced = store_.engine.dialect.name == "sqlite"
+    report = retention.prune(
+        store_, cutoff=at, keep_text=keep_text, max_batches=1 if spaced else batches_left
+    )
+    left = batches_left - report.batches
+    if spaced and not report.complete and left > 0:
+        prune.apply_async(
+            kwargs={
+                "days": days,
+                "keep_text": keep_text,
+                "batches_left": left,
+                "cutoff": at.isoformat(),
+            },
+            countdown=_later(retention.SQLITE_PAUSE),
+        )
     return {"rows": report.rows, "batches": report.batches, "complete": report.complete}
 
 
