@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.services import ROOT, wait_for
+from tests.fixtures.services import ROOT, run_cli, wait_for
 from tests.fixtures.stack import Stack
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(stack.env, *args)
 
 
 def test_submit_from_file_waits_then_reads_results(stack: Stack, tmp_path: object) -> None:

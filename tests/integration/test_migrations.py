@@ -25,7 +25,7 @@ from tasks.jobs import transcribe
 from tasks.models import JobStatus
 from tasks.schema import Base
 from tasks.store import Store
-from tests.fixtures.services import POSTGRES_URL, ROOT, RedisServer, stack_env
+from tests.fixtures.services import POSTGRES_URL, ROOT, RedisServer, run_cli, stack_env
 from tests.fixtures.stack import Stack
 
 SQL = ROOT / "tests" / "fixtures" / "sql"
@@ -81,14 +81,7 @@ def as_of_0002(row: dict[str, Any]) -> dict[str, Any]:
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = stack_env(broker_url="redis://127.0.0.1:1/0", database_url=url, api_base="", api_key="")
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(env, *args)
 
 
 def test_a_v0_1_0_database_with_jobs_upgrades_with_its_rows_intact(empty_url: str) -> None:

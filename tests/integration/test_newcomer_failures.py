@@ -10,14 +10,13 @@ make ``transcribe()`` raise ``EnqueueError``, which the example web apps answer 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tasks import EnqueueError, TransientError, transcribe
-from tests.fixtures.services import ROOT, free_port
+from tests.fixtures.services import free_port, run_cli
 from tests.fixtures.stack import Stack
 from tests.fixtures.webapps import add_example_path
 
@@ -25,14 +24,7 @@ AUDIO = "https://media.example.org/a.mp3"
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(env, *args, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -20,7 +19,7 @@ from tasks.jobs import transcribe
 from tasks.models import JobStatus
 from tests.fixtures.hostile import HostileServer, Request, hostile, json_reply
 from tests.fixtures.receiver import Receiver, receiver
-from tests.fixtures.services import ROOT, wait_for
+from tests.fixtures.services import run_cli, wait_for
 from tests.fixtures.stack import Stack
 from tests.fixtures.webapps import add_example_path
 
@@ -34,14 +33,7 @@ UNICODE_ESCAPED = KEY.replace("/", "\\u002f")
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(stack.env, *args)
 
 
 def _wait_final_callback(stack: Stack, job_id: str) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from tasks.jobs import transcribe
 from tasks.schema import JobRow
 from tasks.slim import MARKER, omitted
 from tasks.store import Store, utcnow
-from tests.fixtures.services import ROOT, wait_for
+from tests.fixtures.services import ROOT, run_cli, wait_for
 from tests.fixtures.stack import Stack
 
 OLD = timedelta(days=45)
@@ -107,14 +106,7 @@ def _ids(url: str) -> set[str]:
 def cli(url: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
     env.update(STT_DATABASE_URL=url, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.fixture

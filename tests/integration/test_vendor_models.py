@@ -12,14 +12,13 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
 from tests.fixtures.receiver import Receiver, receiver
-from tests.fixtures.services import ROOT
+from tests.fixtures.services import run_cli
 from tests.fixtures.stack import Stack
 from tests.integration.test_pipeline import wait_all
 
@@ -30,14 +29,7 @@ SECRET = "test-callback-secret-0123456789abcdef"
 
 
 def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env={**stack.env, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli({**stack.env, **env}, *args)
 
 
 def test_a_model_the_vendor_does_not_serve_fails_with_the_vendors_message(stack: Stack) -> None:
