@@ -109,6 +109,9 @@ class JobRecord:
     request_fingerprint: str | None = None
     chain: int = 0
     redrives: int = 0
+    duration: float | None = None
+    duration_source: str | None = None
+    pending_at: datetime | None = None
 
     @property
     def done(self) -> bool:
@@ -221,6 +224,8 @@ class Store:
             idempotency_scope=scope,
             request_fingerprint=request.fingerprint,
             callback_url=request.callback_url,
+            duration=request.duration,
+            duration_source=None if request.duration is None else "given",
             enqueued_at=now or utcnow(),
             chain=0,
             redrives=0,
