@@ -185,6 +185,8 @@ def test_a_bad_duration_is_refused_at_enqueue_naming_the_field(stack: Stack) -> 
     assert result.returncode == 0, result.stderr
     record = stack.store.get(result.stdout.strip())
     assert record is not None and (record.duration, record.duration_source) == (90.0, "given")
+    shown = run_cli(stack.env, "status", record.id)
+    assert "90 s (given)" in shown.stdout, shown.stdout
 
 
 def _finished_jobs(
