@@ -212,7 +212,7 @@ def _rows(url: str) -> dict[str, tuple[Any, ...]]:
 def _prune_runs(log: str) -> list[dict[str, Any]]:
     """What each ``stt.prune`` task returned, from the worker's "succeeded" lines."""
     return [
-        ast.literal_eval(line.split(": ", 2)[-1])
+        ast.literal_eval(line[line.index("{") :])
         for line in log.splitlines()
         if "Task stt.prune[" in line and " succeeded in " in line
     ]
