@@ -171,7 +171,6 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
             message["job_id"], JobStatus(message["status"]), message.get("error"), pending_at
         )
     lease = message.get("lease")
-    forecast = message.get("forecast")
     # Fields absent in messages from before they existed: chain 0 is every old row's.
     return PollRef(
         message["job_id"],
@@ -182,8 +181,19 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
         None if lease is None else float(lease),
         message.get("server_status"),
         pending_at,
-        None if not forecast or len(forecast) != 3 else tuple(float(v) for v in forecast),  # type: ignore[arg-type]
+        _triple(message.get("forecast")),
     )
+
+
+def _triple(value: Any) -> tuple[float, float, float] | None:
+    """A message's forecast: three numbers, or None (absent, or not what we wrote)."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        return None
+    try:
+        low, mid, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return low, mid, high
 
 
 def _deadline(record: JobRecord, policy: PollPolicy) -> float:
