@@ -1,23 +1,37 @@
 """Polls per node: worker CPU per poll and polls/s, beside the bare ``self.retry`` floor.
 
-Run from the repository root (about three minutes; ``--quick`` about one and a half)::
+Run from the repository root (about eight minutes; ``--quick`` about five)::
 
     .venv/bin/python -m bench.poll_cost
     .venv/bin/python -m bench.poll_cost --quick
+    .venv/bin/python -m bench.poll_cost --profile /tmp/poll-profiles   # + where the CPU goes
 
-One private ``redis-server``, one fresh PostgreSQL database, the emulator with jobs that
+One private ``redis-server``, a fresh PostgreSQL database, the emulator with jobs that
 never finish within the run (``--fixed 3600``), real worker processes (``bench.worker_app``,
 threads x16, as production). Each variant runs ``--tasks`` waiting tasks that re-schedule
 themselves every ``--countdown`` seconds, so the worker is never idle; after a warm-up, a
-``--window`` of seconds is measured: polls from the emulator's GET counter (the floor:
-a Redis counter), worker CPU from /proc. Variants, all in the same run:
+``--window`` of seconds is measured: polls from the emulator's GET counter (the floors: a
+Redis counter), worker CPU (user + kernel, all threads) from /proc. Variants, all in the
+same run:
 
-- floor, events on: a task that only calls ``self.retry(countdown=...)`` (Celery's cost);
-- floor, events off: the same with ``send_events=False`` (how ``stt.poll`` runs);
+- floor, ``raise self.retry``, events on: a task that only re-schedules itself the way
+  Celery's documentation shows (issue 13's floor);
+- the same with ``send_events=False``;
+- floor, reschedule: the same with ``tasks.reschedule`` (no ``Retry`` raised), which is
+  how ``stt.poll`` waits: what a poll costs before it asks the server anything;
+- stt.poll before issue 13: our poll task as it was at commit ``--before`` (default
+  294b807, the last one before issue 13's poll work), unpacked with ``git archive`` and
+  run with its own schema, its own ``transcribe()`` and its own worker app;
 - stt.poll: our poll task (HTTP GET, parse, lease bookkeeping, re-schedule);
 
-each with 1 worker process and with one process per core (``stt-workers worker``'s default).
-The emulator and Redis share the machine's cores with the workers, as on a one-node setup.
+each with 1 worker process and with one process per core (``stt-workers worker``'s default;
+before issue 13 a node ran one). The emulator, Redis and PostgreSQL share the machine's
+cores with the workers, as on a one-node setup, so the table also gives the polls/s the
+cores would carry for the workers alone (cores / CPU per poll).
+
+``--profile DIR`` also samples one worker of each single-process variant with py-spy
+(``pip install py-spy``; not a dependency) for a second window and prints, and writes to the
+document, the CPU per poll by part (``bench/_profile.py``).
 """
 
 from __future__ import annotations
@@ -248,6 +262,8 @@ def main() -> None:
             STT_POLL_FIRST_DELAY=poll_every,
             STT_POLL_MAX_DELAY=poll_every,
             STT_POLL_FACTOR="1.0",
+            # The jobs' audio URLs are made up: a probe would only time out in the submit.
+            STT_PROBE_AUDIO="0",
         )
         activate(env)
         from tasks import migrate
