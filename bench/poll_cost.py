@@ -27,7 +27,7 @@ same run:
 each with 1 worker process and with one process per core (``stt-workers worker``'s default;
 before issue 13 a node ran one). The emulator, Redis and PostgreSQL share the machine's
 cores with the workers, as on a one-node setup, so the table also gives the polls/s the
-cores would carry for the workers alone (cores / CPU per poll).
+worker processes would carry on cores of their own (min(processes, cores) / CPU per poll).
 
 ``--profile DIR`` also samples one worker of each single-process variant with py-spy
 (``pip install py-spy``; not a dependency) for a second window and prints, and writes to the
@@ -308,7 +308,7 @@ def report(
                 f"{r['cpu_ms_per_poll']:.2f}",
                 f"{r['sys_ms_per_poll']:.2f}",
                 f"{r['cpu_cores']:.2f}",
-                f"{cores * 1000 / r['cpu_ms_per_poll']:.0f}",
+                f"{min(procs, cores) * 1000 / r['cpu_ms_per_poll']:.0f}",
                 ratio,
             ]
         )
@@ -319,7 +319,7 @@ def report(
         "worker CPU ms/poll",
         "of which kernel",
         "worker cores busy",
-        f"polls/s {cores} cores can carry (cores / CPU per poll)",
+        "polls/s the processes carry on cores of their own (min(processes, cores) / CPU)",
         "CPU vs floor (raise self.retry, events on)",
     ]
     print(text_table(headers, rows))
@@ -371,13 +371,16 @@ def verdicts(cores: int, results: dict[tuple[str, int], dict[str, float]]) -> st
         # with the emulator, Redis and PostgreSQL; capacity is what the cores carry alone.
         measured = node["polls_per_s"] / old["polls_per_s"]
         capacity = (cores / node["cpu_ms_per_poll"]) / (1 / old["cpu_ms_per_poll"])
-        verdict = "met" if min(measured, capacity) >= GOAL_NODE_RATIO else "NOT met"
         lines.append(
-            f"- Polls/s per {cores}-core node >= {GOAL_NODE_RATIO:g}x before issue 13: "
-            f"**{verdict}**: measured {node['polls_per_s']:.0f} vs {old['polls_per_s']:.0f} "
-            f"polls/s ({measured:.1f}x, the emulator, Redis and PostgreSQL on the same cores); "
-            f"capacity {cores} cores / {node['cpu_ms_per_poll']:.2f} ms vs 1 core / "
-            f"{old['cpu_ms_per_poll']:.2f} ms ({capacity:.1f}x)."
+            f"- Polls/s per {cores}-core node >= {GOAL_NODE_RATIO:g}x before issue 13 "
+            f"(one process at {old['cpu_ms_per_poll']:.2f} ms a poll in this run; the issue "
+            "measured ~13 ms on its day): on cores of the workers' own, "
+            f"**{'met' if capacity >= GOAL_NODE_RATIO else 'NOT met'}**, {capacity:.1f}x "
+            f"({cores} processes at {node['cpu_ms_per_poll']:.2f} ms vs one at "
+            f"{old['cpu_ms_per_poll']:.2f} ms); measured here, with the emulator, Redis and "
+            f"PostgreSQL on the same {cores} cores: "
+            f"**{'met' if measured >= GOAL_NODE_RATIO else 'NOT met'}**, {measured:.1f}x "
+            f"({node['polls_per_s']:.0f} vs {old['polls_per_s']:.0f} polls/s)."
         )
     return "\n".join(lines)
 
