@@ -264,13 +264,11 @@ class Store:
         now: datetime | None = None,
         chain: int | None = None,
         due_at: datetime | None = None,
-        probed: float | None = None,
     ) -> bool:
         """Record the generation id the moment the API hands it out (never overwrite one).
 
         With ``chain``, only while that chain owns the job; ``due_at``: the first poll's
-        lease; ``probed``: the audio's duration the submit read off the file. Returns
-        whether the row changed.
+        lease. Returns whether the row changed.
         """
         now = now or utcnow()
         statement = update(JobRow).where(JobRow.id == job_id, JobRow.generation_id.is_(None))
@@ -284,8 +282,18 @@ class Store:
                     submitted_at=now,
                     submit_attempts=JobRow.submit_attempts + 1,
                     due_at=due_at,
-                    **({} if probed is None else {"duration": probed, "duration_source": "probed"}),
                 )
+            )
+        )
+
+    def note_duration(self, job_id: str, duration: float, *, chain: int, due_at: datetime) -> bool:
+        """Record the audio's duration the submit probed, and the first poll's lease,
+        while ``chain`` owns the job (False: it does not)."""
+        return bool(
+            self._write(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.chain == chain, JobRow.status.not_in(_FINAL))
+                .values(duration=duration, duration_source="probed", due_at=due_at)
             )
         )
 
