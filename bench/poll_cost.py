@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,21 @@ def user_system(pid: int) -> tuple[float, float]:
 
 
 def measure_window(
-    workers: list[Worker], count: Callable[[], int], warmup: float, window: float
+    workers: list[Worker],
+    count: Callable[[], int],
+    warmup: float,
+    window: float,
+    others: Sequence[int] = (),
 ) -> dict[str, float]:
+    """Polls/s and worker CPU over ``window``; ``others``: pids (the emulator, Redis) whose
+    CPU is reported beside, as cores busy: what the workers share the machine with."""
     time.sleep(warmup)
     before = [user_system(w.process.pid) for w in workers]
+    others_before = sum(sum(user_system(pid)) for pid in others)
     n0, t0 = count(), time.monotonic()
     time.sleep(window)
     after = [user_system(w.process.pid) for w in workers]
+    others_after = sum(sum(user_system(pid)) for pid in others)
     n1, t1 = count(), time.monotonic()
     polls = max(1, n1 - n0)
     user = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
@@ -93,6 +101,7 @@ def measure_window(
         "cpu_ms_per_poll": 1000 * (user + system) / polls,
         "sys_ms_per_poll": 1000 * system / polls,
         "cpu_cores": (user + system) / (t1 - t0),
+        "others_cores": (others_after - others_before) / (t1 - t0),
     }
 
 
@@ -131,6 +140,7 @@ def run_variant(
     procs: int,
     profile: Path | None,
     before: tuple[Path, str] | None,
+    redis_pid: int,
 ) -> dict[str, float]:
     """Start ``procs`` workers, fill them with waiting tasks, measure one window (and, with
     ``profile``, sample the first worker with py-spy for another). ``before``: the old
@@ -171,7 +181,8 @@ def run_variant(
             def count() -> int:
                 return int(redis_client.get(RETRIES_KEY) or 0)
 
-        result = measure_window(workers, count, args.warmup, args.window)
+        others = [emulator.process.pid, redis_pid]
+        result = measure_window(workers, count, args.warmup, args.window, others)
         if profile is not None:
             result["profile_polls"] = float(py_spy(workers[0], count, args.window, profile))
         return result
@@ -277,7 +288,15 @@ def main() -> None:
                     if args.profile and procs == 1:
                         profile = args.profile / f"{what}.txt"
                     results[label, procs] = run_variant(
-                        env, client, emulator, args, what, procs, profile, before
+                        env,
+                        client,
+                        emulator,
+                        args,
+                        what,
+                        procs,
+                        profile,
+                        before,
+                        redis_server.process.pid,
                     )
                     print(label, procs, results[label, procs], flush=True)
         finally:
@@ -308,6 +327,7 @@ def report(
                 f"{r['cpu_ms_per_poll']:.2f}",
                 f"{r['sys_ms_per_poll']:.2f}",
                 f"{r['cpu_cores']:.2f}",
+                f"{r['others_cores']:.2f}",
                 f"{min(procs, cores) * 1000 / r['cpu_ms_per_poll']:.0f}",
                 ratio,
             ]
@@ -319,6 +339,7 @@ def report(
         "worker CPU ms/poll",
         "of which kernel",
         "worker cores busy",
+        "emulator + Redis cores busy",
         "polls/s the processes carry on cores of their own (min(processes, cores) / CPU)",
         "CPU vs floor (raise self.retry, events on)",
     ]
@@ -380,7 +401,9 @@ def verdicts(cores: int, results: dict[tuple[str, int], dict[str, float]]) -> st
             f"{old['cpu_ms_per_poll']:.2f} ms); measured here, with the emulator, Redis and "
             f"PostgreSQL on the same {cores} cores: "
             f"**{'met' if measured >= GOAL_NODE_RATIO else 'NOT met'}**, {measured:.1f}x "
-            f"({node['polls_per_s']:.0f} vs {old['polls_per_s']:.0f} polls/s)."
+            f"({node['polls_per_s']:.0f} vs {old['polls_per_s']:.0f} polls/s; meanwhile the "
+            f"emulator and Redis kept {node['others_cores']:.2f} cores busy and the workers "
+            f"{node['cpu_cores']:.2f})."
         )
     return "\n".join(lines)
 
