@@ -25,6 +25,7 @@ hands each countdown to a worker at once, and node 1 holds all N until they come
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -62,83 +63,87 @@ def polls_by_node(ports: list[int]) -> list[float]:
 def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """One broker: node 1 with every job waiting, then three nodes for ``--cycles`` cycles."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-spread-{kind}-"))
-    emulator = Emulator("--speed", "1", "--queue-delay", "0")
     workers: list[Worker] = []
-    try:
-        with fresh_postgres() as url, private_broker(kind, workdir) as broker:
-            interval = f"{args.interval:g}"
-            env = worker_env(
-                broker_url=broker.url,
-                database_url=url,
-                api_base=emulator.base_url,
-                STT_POLL_FIRST_DELAY=interval,
-                STT_POLL_MAX_DELAY=interval,
-                STT_POLL_DEADLINE=f"{args.job_seconds * 2:g}",
+    # Unwound last-in first-out: the workers stop before their broker and database go.
+    with contextlib.ExitStack() as stack:
+        emulator = Emulator("--speed", "1", "--queue-delay", "0")
+        stack.callback(emulator.stop)
+        url = stack.enter_context(fresh_postgres())
+        broker = stack.enter_context(private_broker(kind, workdir))
+        stack.callback(lambda: [w.stop(timeout=60) for w in workers])
+        interval = f"{args.interval:g}"
+        env = worker_env(
+            broker_url=broker.url,
+            database_url=url,
+            api_base=emulator.base_url,
+            STT_POLL_FIRST_DELAY=interval,
+            STT_POLL_MAX_DELAY=interval,
+            STT_POLL_DEADLINE=f"{args.job_seconds * 2:g}",
+            **({"BENCH_TASK_EVENTS": "0"} if args.no_task_events else {}),
+        )
+        activate(env)
+        from tasks import runtime
+        from tasks.jobs import transcribe
+
+        store = runtime.get_store()
+        ports = [free_port() for _ in range(NODES)]
+
+        def start(node: int) -> Worker:
+            return Worker(
+                {**env, "STT_METRICS_PORT": str(ports[node])},
+                concurrency=args.concurrency,
+                log_path=workdir / f"node{node + 1}.log",
+                name=f"node{node + 1}",
             )
-            activate(env)
-            from tasks import runtime
-            from tasks.jobs import transcribe
 
-            store = runtime.get_store()
-            ports = [free_port() for _ in range(NODES)]
+        workers.append(start(0))
+        started = time.time()
+        seconds = f"{args.job_seconds:.0f}"
 
-            def start(node: int) -> Worker:
-                return Worker(
-                    {**env, "STT_METRICS_PORT": str(ports[node])},
-                    concurrency=args.concurrency,
-                    log_path=workdir / f"node{node + 1}.log",
-                    name=f"node{node + 1}",
-                )
+        def enqueue(i: int) -> str:
+            return transcribe(f"https://bench.example/s{i}/force-duration-{seconds}.mp3").id
 
-            workers.append(start(0))
-            started = time.time()
-            seconds = f"{args.job_seconds:.0f}"
-
-            def enqueue(i: int) -> str:
-                return transcribe(f"https://bench.example/s{i}/force-duration-{seconds}.mp3").id
-
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(enqueue, range(args.jobs)))
-            enqueued = time.time() - started
-            while True:
-                counts = store.count_by_status()
-                if (
-                    counts.get("submitted", 0)
-                    + sum(counts.get(s, 0) for s in ("completed", "failed", "error", "timeout"))
-                    >= args.jobs
-                    or time.time() - started > args.jobs / 5 + 300
-                ):
-                    break
-                time.sleep(2)
-            submitted = time.time() - started
-            before = broker.read()
-            rss_alone = workers[0].rss_mb()
-            print(
-                f"[{kind}] {counts} after {submitted:.0f} s (enqueued in {enqueued:.0f} s); "
-                f"node1 RSS {rss_alone:.0f} MB; broker {before}",
-                flush=True,
-            )
-            polls_alone = polls_by_node(ports[:1])[0]
-            with ThreadPoolExecutor(2) as pool:
-                workers += list(pool.map(start, range(1, NODES)))
-            t0 = time.time()
-            cpu0 = [w.cpu_seconds() for w in workers]
-            marks = [polls_by_node(ports)]
-            readings = []
-            for cycle in range(1, args.cycles + 1):
-                while time.time() < t0 + cycle * args.interval:
-                    time.sleep(0.5)
-                marks.append(polls_by_node(ports))
-                readings.append(broker.read())
-                print(f"[{kind}] cycle {cycle}: {marks[-1]} {readings[-1]}", flush=True)
-            wall = time.time() - t0
-            cpu = [w.cpu_seconds() - c for w, c in zip(workers, cpu0, strict=True)]
-            rss = [w.rss_mb() for w in workers]
-            final = store.count_by_status()
-    finally:
-        for worker in workers:
-            worker.stop(timeout=60)
-        emulator.stop()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(enqueue, range(args.jobs)))
+        enqueued = time.time() - started
+        while True:
+            counts = store.count_by_status()
+            if (
+                counts.get("submitted", 0)
+                + sum(counts.get(s, 0) for s in ("completed", "failed", "error", "timeout"))
+                >= args.jobs
+                or time.time() - started > args.jobs / 20 + 300
+            ):
+                break
+            print(f"[{kind}] t={time.time() - started:.0f} s {counts}", flush=True)
+            time.sleep(10)
+        submitted = time.time() - started
+        before = broker.read()
+        rss_alone = workers[0].rss_mb()
+        print(
+            f"[{kind}] {counts} after {submitted:.0f} s (enqueued in {enqueued:.0f} s); "
+            f"node1 RSS {rss_alone:.0f} MB; broker {before}",
+            flush=True,
+        )
+        polls_alone = polls_by_node(ports[:1])[0]
+        with ThreadPoolExecutor(2) as pool:
+            workers += list(pool.map(start, range(1, NODES)))
+        t0 = time.time()
+        cpu0 = [w.cpu_seconds() for w in workers]
+        marks = [polls_by_node(ports)]
+        readings = []
+        for cycle in range(1, args.cycles + 1):
+            while time.time() < t0 + cycle * args.interval:
+                time.sleep(0.5)
+            marks.append(polls_by_node(ports))
+            readings.append(broker.read())
+            print(f"[{kind}] cycle {cycle}: {marks[-1]} {readings[-1]}", flush=True)
+        wall = time.time() - t0
+        cpu = [w.cpu_seconds() - c for w, c in zip(workers, cpu0, strict=True)]
+        rss = [w.rss_mb() for w in workers]
+        final = store.count_by_status()
+        # A node whose broker connection dropped (RabbitMQ: missed heartbeats) stalled.
+        reconnects = [w.log().count("Connection to broker lost") for w in workers]
     per_cycle = [
         [after - prev for after, prev in zip(marks[c + 1], marks[c], strict=True)]
         for c in range(args.cycles)
@@ -157,6 +162,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "wall": wall,
         "cpu": cpu,
         "rss": rss,
+        "reconnects": reconnects,
     }
 
 
@@ -197,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-seconds", type=float, default=1500.0, help="server processing")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, 20 s polls")
+    parser.add_argument(
+        "--no-task-events", action="store_true", help="diagnostic: workers send no task events"
+    )
     parser.add_argument("--doc-name", default=None, help="block name in docs/benchmarks.md")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "broker memory MB (run's queues)",
         "polls / expected in the window",
         "window wall s",
+        "broker connection lost (per node)",
         "shares within 25-45%",
     ]
     context: list[list[Any]] = []
@@ -248,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{window_polls:,.0f} / {args.jobs * args.cycles:,} "
                 f"({window_polls / (args.jobs * args.cycles):.2f}x)",
                 f"{result['wall']:.0f}",
+                " / ".join(str(n) for n in result["reconnects"]),
                 "yes" if verdicts[result["kind"]] else "**no**",
             ]
         )
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.cycles} poll cycles of {args.interval:g} s (jitter 25%) counted from when they "
         f"are ready; each node one process, threads x{args.concurrency}; polls counted by each "
         f'node\'s own stt_api_requests_total{{endpoint="get"}}'
+        + ("; **task events off on every node (diagnostic switch)**" if args.no_task_events else "")
     )
     timing = (
         f"whole run {time.time() - wall0:.0f} s wall; bench process CPU {bench_cpu:.0f} s; "
