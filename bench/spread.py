@@ -60,6 +60,11 @@ def polls_by_node(ports: list[int]) -> list[float]:
     return [metric_value(port, POLLS, endpoint="get") for port in ports]
 
 
+def _stop_all(workers: list[Worker]) -> None:
+    for worker in workers:
+        worker.stop(timeout=60)
+
+
 def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """One broker: node 1 with every job waiting, then three nodes for ``--cycles`` cycles."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-spread-{kind}-"))
@@ -70,7 +75,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         stack.callback(emulator.stop)
         url = stack.enter_context(fresh_postgres())
         broker = stack.enter_context(private_broker(kind, workdir))
-        stack.callback(lambda: [w.stop(timeout=60) for w in workers])
+        stack.callback(_stop_all, workers)
         interval = f"{args.interval:g}"
         env = worker_env(
             broker_url=broker.url,
