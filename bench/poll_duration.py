@@ -19,8 +19,8 @@ exactly). It drives the real functions of ``tasks.polling`` and ``tasks.speed``;
 leaves out is the task latency of a real worker (broker hop, HTTP), a few tens of ms per
 poll (benchmark 2's ``--real`` run). A second table shows a new model's convergence: the
 speed model fitted (``tasks.speed.fit``) from its first N jobs as the store would see them
-(polled on today's schedule, each time known only between two polls), then used. Not yet
-here: the duration probed from the audio URL (docs/polling.md, "What is left").
+(polled on today's schedule, each time known only between two polls), then used. The same
+comparison through the real stack, the duration probed too: ``bench.poll_duration_real``.
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ import requests
 from sqlalchemy import ColumnElement, func, or_, select, update
 
 from tasks import metrics
-from tasks.deadline import DeadlineAdapter, deadline, mount
+from tasks.deadline import deadline
 from tasks.envelopes import truncate
 from tasks.errors import DestinationRefused
-from tasks.netguard import guarded_connections
+from tasks.netguard import guarded_session
 from tasks.polling import callback_retry_delay
 from tasks.redact import neutralize, redact_url
 from tasks.schema import JobRow
@@ -192,11 +192,7 @@ def _retry_after(response: requests.Response) -> float | None:
 def _session(allow: Sequence[IPNetwork]) -> requests.Session:
     """A session that connects only where ``tasks.netguard`` allows, within the deadline,
     and reads nothing from the environment (no proxies, no ``~/.netrc`` credentials)."""
-    session = requests.Session()
-    session.trust_env = False
-    http, https = guarded_connections(allow)
-    mount(session, DeadlineAdapter(pool_size=1, http=http, https=https))
-    return session
+    return guarded_session(allow)
 
 
 def _post(

@@ -158,7 +158,8 @@ PRUNE_EVERY = 900.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """The sweeper every ``STT_SWEEP_INTERVAL``; with ``STT_RETENTION_DAYS`` > 0, the prune."""
+    """The sweeper every ``STT_SWEEP_INTERVAL``; with ``STT_RETENTION_DAYS`` > 0, the prune;
+    with ``STT_SPEED_FIT_INTERVAL`` > 0, the refit of each model's speed (tasks/learn.py)."""
     sweep = {"task": "stt.sweep", "schedule": settings.sweep_interval}
     schedule: dict[str, Any] = {"stt-sweep": sweep}
     if settings.retention_days > 0:
@@ -171,5 +172,11 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             },
             # A prune nobody ran before the next one is due is not worth running.
             "options": {"expires": PRUNE_EVERY},
+        }
+    if settings.speed_fit_interval > 0:
+        schedule["stt-fit-speed"] = {
+            "task": "stt.fit_speed",
+            "schedule": settings.speed_fit_interval,
+            "options": {"expires": settings.speed_fit_interval},
         }
     return schedule

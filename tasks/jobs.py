@@ -94,6 +94,7 @@ def transcribe(
     idempotency_key: str | None = None,
     callback_url: str | None = None,
     tenant: str | None = None,
+    duration: float | None = None,
 ) -> TranscriptionHandle:
     """Validate, record and enqueue one transcription job; return its handle.
 
@@ -110,6 +111,10 @@ def transcribe(
     The ``callback_url`` must reach a public address, or one in
     ``STT_CALLBACK_ALLOW_NETWORKS`` (``tasks.netguard``).
 
+    ``duration``: the audio's length in seconds, when the caller knows it (call logs,
+    upload metadata); the poll schedule then aims its first poll near the predicted
+    finish (docs/polling.md). Without it the worker probes the audio's first bytes.
+
     Raises ``EnqueueError`` (a ``TransientError``) when the database or the broker cannot
     be reached: the one exception for "could not enqueue"; its ``setting`` names what to
     check. A web app answers it with 503 and lets the client try again.
@@ -125,6 +130,7 @@ def transcribe(
         callback_url=callback_url,
         callback_allow=get_settings().callback_allow_networks,
         tenant=tenant,
+        duration=duration,
     )
     if request.callback_url is not None:
         get_settings().require_callback_secret()

@@ -45,6 +45,8 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # The revision equal to the schema v0.1.0 made with create_all, before Alembic.
 BASELINE = "0001_initial"
 TABLE = "stt_jobs"
+# Every table of ours: the jobs, and the speed models fitted from them (tasks/speed_store.py).
+TABLES = frozenset({TABLE, "stt_speed_models"})
 # pg_advisory_xact_lock's key: any constant of ours ("stt-migr" in ASCII).
 _LOCK_KEY = 0x7374742D6D696772
 UNVERSIONED = "v0.1.0 (no alembic_version)"
@@ -79,7 +81,7 @@ def head() -> str:
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """Only our tables: a shared database may hold others that autogenerate must ignore."""
-    return type_ != "table" or name == TABLE
+    return type_ != "table" or name in TABLES
 
 
 # -- reading the state ---------------------------------------------------------------------

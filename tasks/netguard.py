@@ -30,10 +30,17 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from tasks.deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, arm
+from tasks.deadline import (
+    DeadlineAdapter,
+    DeadlineHTTPConnection,
+    DeadlineHTTPSConnection,
+    arm,
+    mount,
+)
 from tasks.errors import DestinationRefused, InvalidInput
 from tasks.settings import IPNetwork
 
@@ -42,6 +49,7 @@ __all__ = [
     "check_address",
     "check_callback_url",
     "guarded_connections",
+    "guarded_session",
     "refusal",
 ]
 
@@ -207,3 +215,15 @@ def guarded_connections(
             return sock
 
     return GuardedHTTPConnection, GuardedHTTPSConnection
+
+
+def guarded_session(allow: Sequence[IPNetwork]) -> requests.Session:
+    """A session that connects only where these rules allow, obeys the current
+    ``tasks.deadline`` scope, and reads nothing from the environment (no proxies, no
+    ``~/.netrc`` credentials): for any URL a job's submitter chose (callbacks, the audio
+    probe)."""
+    session = requests.Session()
+    session.trust_env = False
+    http, https = guarded_connections(allow)
+    mount(session, DeadlineAdapter(pool_size=1, http=http, https=https))
+    return session

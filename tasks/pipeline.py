@@ -31,15 +31,17 @@ from celery.signals import worker_init
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
-from tasks import metrics, retention, runtime
+from tasks import learn, metrics, retention, runtime
 from tasks.broker import broker_countdown, broker_kind
 from tasks.callbacks import RetryDelivery, deliver_callback, mark_callback_pending, needs_callback
 from tasks.lease import poll_lease
 from tasks.models import JobStatus
 from tasks.monitoring import ReadableTask
-from tasks.polling import PollPolicy
+from tasks.polling import PollPolicy, first_poll_delay
+from tasks.probe import guarded_probe
 from tasks.reschedule import reschedule
 from tasks.settings import get_settings
+from tasks.speed import SpeedModel
 from tasks.steps import (
     Outcome,
     Reschedule,
@@ -55,7 +57,16 @@ from tasks.steps import (
 from tasks.store import utcnow as _now
 from tasks.sweep import CALLBACK_GRACE, Step, find_candidates, find_lost_callbacks, plan_sweep
 
-__all__ = ["callback", "pipeline_signature", "poll", "prune", "store", "submit", "sweep"]
+__all__ = [
+    "callback",
+    "fit_speed",
+    "pipeline_signature",
+    "poll",
+    "prune",
+    "store",
+    "submit",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +165,8 @@ def submit(
             in_flight=runtime.get_in_flight(),
             deferrals=deferrals,
             known_generation_id=generation_id,
+            probe=_probe if settings.probe_audio else None,
+            speed=_speed,
         )
     except UnrecordedSubmit as exc:
         if db_retries >= DB_MAX_RETRIES:  # never create again: end the job with the reason
@@ -180,7 +193,37 @@ def submit(
         raise self.retry(args=(job_id,), kwargs=kwargs, countdown=_later(result.delay))
     if isinstance(result, Outcome):
         _release(job_id)
+    elif (forecast := result.planned()) is not None:
+        # The chain's poll was given today's first delay when the job was enqueued, before
+        # the duration was known: aim it at the forecast instead.
+        _first_poll_at(self, _later(first_poll_delay(PollPolicy.from_settings(settings), forecast)))
     return result.to_message()
+
+
+_SPEEDS = learn.SpeedCache()
+
+
+def _probe(url: str) -> float | None:
+    """The audio's duration read off its first bytes, through the callbacks' SSRF rules."""
+    return guarded_probe(url, get_settings().callback_allow_networks)
+
+
+def _speed(model: str) -> SpeedModel | None:
+    """The model's learned speed (tasks/learn.py), read at most once a minute."""
+    return _SPEEDS.get(runtime.get_store(), model)
+
+
+def _first_poll_at(task: Task, countdown: float) -> None:
+    """Set the countdown of the poll this submit's chain sends next.
+
+    Celery sends a successful task's next chain step from ``request.chain`` after it
+    returns (``celery.app.trace``), with the options stored there: the same reliance on
+    Celery internals as tasks/reschedule.py, guarded by the end-to-end test of the first
+    poll's time (tests/integration/test_duration_polling.py).
+    """
+    chain_ = task.request.chain
+    if chain_:
+        chain_[-1].setdefault("options", {})["countdown"] = countdown
 
 
 @shared_task(name="stt.poll", bind=True, send_events=False, **_SELF_COUNTED)
@@ -358,6 +401,18 @@ def prune(
             countdown=_later(retention.SQLITE_PAUSE),
         )
     return {"rows": report.rows, "batches": report.batches, "complete": report.complete}
+
+
+@shared_task(name="stt.fit_speed", ignore_result=True)
+def fit_speed() -> dict[str, Any]:
+    """Refit each model's speed from its recent finished jobs (beat, every
+    ``STT_SPEED_FIT_INTERVAL``; tasks/learn.py). A model with too few jobs gets no speed:
+    its jobs keep today's schedule."""
+    report = learn.fit_speed_models(runtime.get_store(), now=_now())
+    _SPEEDS.clear()  # this process sees the new speeds at once; others within a minute
+    for model, speed in report.fitted.items():
+        log.info("speed of %s from %d jobs: %s", model, report.jobs[model], speed)
+    return {"fitted": sorted(report.fitted), "too_few": report.too_few}
 
 
 def pipeline_signature(job_id: str, *, owner: int = 0) -> Any:

@@ -44,6 +44,7 @@ __all__ = [
     "expected_polls",
     "first_poll_delay",
     "forecast_step",
+    "min_step",
     "next_poll_delay",
     "planned_poll_delay",
     "submit_retry_delay",
@@ -210,6 +211,9 @@ def expected_polls(duration_s: float, policy: PollPolicy = DEFAULT_POLICY) -> in
 
 # No two planned polls closer than this: a GET and its answer take a good part of a second,
 # and a job whose forecast window is narrow gains nothing from polling it every second.
+# For the default cap (10 s); a policy with another cap scales it in proportion
+# (``min_step``), so a time-compressed schedule (tests, bench/poll_duration.py --real)
+# keeps its shape.
 FORECAST_MIN_STEP = 2.0
 # The window's step is this times "the polls saved before low, spread over the window": a
 # little sparser than even, because the window (low to a high quantile) is wider than where
@@ -237,6 +241,11 @@ class Forecast:
             raise ValueError(f"need finite 0 <= low <= mid <= high, got {values}")
 
 
+def min_step(policy: PollPolicy = DEFAULT_POLICY) -> float:
+    """``FORECAST_MIN_STEP`` for ``policy``: in proportion to its cap (2 s for 10 s)."""
+    return FORECAST_MIN_STEP * policy.max_delay / DEFAULT_POLICY.max_delay
+
+
 def forecast_step(forecast: Forecast, policy: PollPolicy = DEFAULT_POLICY) -> float:
     """Seconds between polls while the job is likely finishing (``low`` to ``high``).
 
@@ -248,9 +257,9 @@ def forecast_step(forecast: Forecast, policy: PollPolicy = DEFAULT_POLICY) -> fl
     today's cap.
     """
     if forecast.mid <= 0:
-        return FORECAST_MIN_STEP
+        return min_step(policy)
     step = FORECAST_STEP_SCALE * policy.max_delay * (forecast.mid - forecast.low) / forecast.mid
-    return min(max(step, FORECAST_MIN_STEP), policy.max_delay)
+    return min(max(step, min_step(policy)), policy.max_delay)
 
 
 def first_poll_delay(
@@ -258,12 +267,12 @@ def first_poll_delay(
 ) -> float:
     """Countdown of the first poll after the submit: near the forecast's ``low``.
 
-    Without a forecast, ``policy.first_delay`` as today. Never before ``FORECAST_MIN_STEP``,
+    Without a forecast, ``policy.first_delay`` as today. Never before ``min_step``,
     never past the deadline (a poll at the deadline still ends the job in time).
     """
     if forecast is None:
         return policy.first_delay
-    return min(max(forecast.low, FORECAST_MIN_STEP), policy.deadline)
+    return min(max(forecast.low, min_step(policy)), policy.deadline)
 
 
 def planned_poll_delay(
@@ -287,10 +296,11 @@ def planned_poll_delay(
     """
     if forecast is None:
         return next_poll_delay(attempt, policy=policy, retry_after=retry_after, rand=rand)
+    floor = min_step(policy)
     if elapsed < forecast.low:
-        return _honour(max(forecast.low - elapsed, FORECAST_MIN_STEP), retry_after)
+        return _honour(max(forecast.low - elapsed, floor), retry_after)
     if elapsed < forecast.high:
         step = forecast_step(forecast, policy)
         jittered = step * (1.0 + policy.jitter * (2.0 * rand() - 1.0))
-        return _honour(min(max(jittered, FORECAST_MIN_STEP), policy.max_delay), retry_after)
+        return _honour(min(max(jittered, floor), policy.max_delay), retry_after)
     return next_poll_delay(attempt, policy=policy, retry_after=retry_after, rand=rand)

@@ -22,12 +22,23 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
 
-__all__ = ["PROBE_BYTES", "PROBE_TIMEOUT", "duration_from_bytes", "probe_duration"]
+from tasks.deadline import deadline
+from tasks.netguard import guarded_session
+from tasks.settings import IPNetwork
+
+__all__ = [
+    "MAX_DURATION",
+    "PROBE_BYTES",
+    "PROBE_TIMEOUT",
+    "duration_from_bytes",
+    "guarded_probe",
+    "probe_duration",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +163,14 @@ def probe_duration(
         log.debug("probe of the audio failed: %s", type(exc).__name__)
         return None
     return duration_from_bytes(bytes(head[:max_bytes]), size)
+
+
+def guarded_probe(
+    url: str, allow: Sequence[IPNetwork], *, timeout: float = PROBE_TIMEOUT
+) -> float | None:
+    """``probe_duration`` through the callbacks' SSRF guard (``tasks.netguard``): only
+    public addresses or ``STT_CALLBACK_ALLOW_NETWORKS``, checked on the address actually
+    connected to, no credentials, and a total deadline on the exchange (``tasks.deadline``)
+    on top of the probe's own. A refused address is "unknown", like any other failure."""
+    with deadline(timeout), guarded_session(allow) as session:
+        return probe_duration(url, session, timeout=timeout)

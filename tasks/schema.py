@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "JobRow"]
+__all__ = ["Base", "JobRow", "SpeedRow"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,6 +110,15 @@ class JobRow(Base):
     # How often the sweeper re-drove the job: its backoff (tasks/lease.py).
     redrives: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # Duration-aware polling (docs/polling.md). The audio's length in seconds and where it
+    # came from: "given" by the caller, "probed" from the file's first bytes before the
+    # submit, or "api" (the result's own figure, for a job that had neither). NULL: unknown.
+    duration: Mapped[float | None] = mapped_column(Float)
+    duration_source: Mapped[str | None] = mapped_column(String(8))
+    # When the API last said "not finished" (the create, or the last pending poll): the
+    # server finished between it and ``finished_at``, what tasks/speed.py learns from.
+    pending_at: Mapped[datetime | None]
+
     # Completion callback delivery (tasks/callbacks.py): NULL until the job ends, then
     # pending -> delivered | failed.
     callback_status: Mapped[str | None] = mapped_column(String(16))
@@ -118,3 +127,19 @@ class JobRow(Base):
     callback_delivered_at: Mapped[datetime | None]
     # When the next delivery attempt is due: what the sweeper watches for a lost message.
     callback_next_at: Mapped[datetime | None]
+
+
+class SpeedRow(Base):
+    """How fast the server transcribes with one model (``tasks.speed.SpeedModel``), as
+    last fitted from finished jobs by ``stt.fit_speed`` (tasks/speed_store.py). A model
+    without a row has no forecast: its jobs keep today's schedule."""
+
+    __tablename__ = "stt_speed_models"
+
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    queue: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float] = mapped_column(Float)
+    sigma: Mapped[float] = mapped_column(Float)
+    queue_spread: Mapped[float] = mapped_column(Float)
+    jobs: Mapped[int] = mapped_column(Integer)  # how many finished jobs the fit used
+    fitted_at: Mapped[datetime]

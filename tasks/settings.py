@@ -93,6 +93,12 @@ class Settings:
     # 0 keeps every job forever. With keep_text, old jobs keep their text and usage.
     retention_days: float = 0.0
     retention_keep_text: bool = False
+    # Duration-aware polling (docs/polling.md): probe the audio's first bytes before the
+    # submit when the caller gave no duration (one range request, SSRF-guarded like
+    # callbacks, no credentials); off: unknown duration, today's schedule. And how often
+    # beat refits each model's speed from finished jobs (tasks/learn.py); 0: never.
+    probe_audio: bool = True
+    speed_fit_interval: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -223,6 +229,8 @@ ENV_NAMES: dict[str, str] = {
     "submit_deadline": "STT_SUBMIT_DEADLINE",
     "retention_days": "STT_RETENTION_DAYS",
     "retention_keep_text": "STT_RETENTION_KEEP_TEXT",
+    "probe_audio": "STT_PROBE_AUDIO",
+    "speed_fit_interval": "STT_SPEED_FIT_INTERVAL",
 }
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -331,6 +339,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "submit_deadline": _number(float),
     "retention_days": _number(float),
     "retention_keep_text": _flag,
+    "probe_audio": _flag,
+    "speed_fit_interval": _number(float),
 }
 
 

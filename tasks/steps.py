@@ -8,6 +8,7 @@ arguments, so it is testable without a broker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,10 +22,19 @@ from tasks.inflight import InFlightLimiter
 from tasks.lease import claim_lease, needs_renewal, poll_lease
 from tasks.models import JobStatus, Phase, Transcript
 from tasks.normalize import normalize
-from tasks.polling import SUBMIT_MAX_RETRIES, PollPolicy, next_poll_delay, submit_retry_delay
+from tasks.polling import (
+    SUBMIT_MAX_RETRIES,
+    Forecast,
+    PollPolicy,
+    first_poll_delay,
+    planned_poll_delay,
+    submit_retry_delay,
+)
 from tasks.pricing import estimate_cost
+from tasks.probe import PROBE_TIMEOUT
 from tasks.redact import redact_url
 from tasks.slim import slim_result
+from tasks.speed import SpeedModel
 from tasks.store import JobRecord, Store, status_for_row
 
 __all__ = [
@@ -74,9 +84,13 @@ class PollRef:
     # When the API last said "not finished" (epoch s): the create, then each pending poll.
     # The server finished after it; tasks.metrics estimates detection lag from it.
     pending_at: float | None = None
+    # When the server is likely to finish (low, mid, high seconds after the submit), from
+    # the audio's duration and the model's speed (docs/polling.md); None: today's schedule.
+    # It rides in the message so that a poll reads nothing more than before.
+    forecast: tuple[float, float, float] | None = None
 
     def to_message(self) -> dict[str, Any]:
-        return {
+        message = {
             "job_id": self.job_id,
             "generation_id": self.generation_id,
             "deadline": self.deadline,
@@ -87,6 +101,18 @@ class PollRef:
             "server_status": self.status,
             "pending_at": self.pending_at,
         }
+        if self.forecast is not None:
+            message["forecast"] = list(self.forecast)
+        return message
+
+    def planned(self) -> Forecast | None:
+        """The forecast as ``tasks.polling`` takes it (None if absent or malformed)."""
+        if self.forecast is None:
+            return None
+        try:
+            return Forecast(*self.forecast)
+        except (TypeError, ValueError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +181,19 @@ def parse_message(message: dict[str, Any]) -> PollRef | Outcome:
         None if lease is None else float(lease),
         message.get("server_status"),
         pending_at,
+        _triple(message.get("forecast")),
     )
+
+
+def _triple(value: Any) -> tuple[float, float, float] | None:
+    """A message's forecast: three numbers, or None (absent, or not what we wrote)."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        return None
+    try:
+        low, mid, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return low, mid, high
 
 
 def _deadline(record: JobRecord, policy: PollPolicy) -> float:
@@ -210,6 +248,8 @@ def submit_job(
     in_flight: InFlightLimiter | None = None,
     deferrals: int = 0,
     known_generation_id: str | None = None,
+    probe: Callable[[str], float | None] | None = None,
+    speed: Callable[[str], SpeedModel | None] | None = None,
 ) -> PollRef | Outcome | SubmitLater | Stale:
     """Create the server-side job once, record its id, hand over to polling.
 
@@ -223,6 +263,12 @@ def submit_job(
     ``claim_for``: the create request's longest time (connect + read timeout).
     A database error right after the create raises ``UnrecordedSubmit`` carrying the new
     id; the retry passes it back as ``known_generation_id`` and only records it.
+
+    Duration-aware polling (docs/polling.md): with no duration on the row, ``probe`` (the
+    SSRF-guarded range request of ``tasks.probe``; None when ``STT_PROBE_AUDIO=0``) reads
+    it off the audio before the create, within the claim; any failure is "unknown".
+    ``speed`` gives the model's learned speed; with both, the poll reference carries a
+    forecast and the first poll's lease is due near its low quantile.
     """
     record = store.get(job_id)
     if record is None:
@@ -257,11 +303,17 @@ def submit_job(
     except RateLimited as exc:
         wait = exc.retry_after
         return _submit_later(store, job_id, chain, wait, now, str(exc), deferred=True, read=record)
+    probing = probe is not None and record.duration is None
+    if probing:
+        claim_for += PROBE_TIMEOUT  # the probe runs inside the claim
     if not store.claim(
         job_id, chain=chain, status=JobStatus.PENDING, due_at=claim_lease(now, claim_for)
     ):
         return Stale(f"job {job_id} is claimed by another chain")
     owner = chain + 1
+    duration, probed = record.duration, None
+    if probing and probe is not None:
+        probed = duration = probe(record.url)
     try:
         generation = client.create(
             model=record.model,
@@ -290,7 +342,18 @@ def submit_job(
         record.model,
         redact_url(record.url),
     )
-    return _record(store, job_id, generation.generation_id, chain=owner, now=now, policy=policy)
+    model = None if duration is None or speed is None else speed(record.model)
+    forecast = None if model is None else model.forecast(duration)
+    return _record(
+        store,
+        job_id,
+        generation.generation_id,
+        chain=owner,
+        now=now,
+        policy=policy,
+        probed=probed,
+        forecast=forecast,
+    )
 
 
 def _submit_later(
@@ -327,18 +390,25 @@ def _record(
     chain: int,
     now: datetime,
     policy: PollPolicy,
+    probed: float | None = None,
+    forecast: Forecast | None = None,
 ) -> PollRef | Outcome | Stale:
     """Record a generation the API created, as chain ``chain``; hand over to polling.
+
+    ``probed``: the audio's duration the probe read, recorded with it (same write);
+    ``forecast``: when the job likely finishes, which sets the first poll's lease.
 
     If the claim ran out meanwhile and another chain owns the job, the id is still recorded
     (a job at the API is better known than orphaned) and that chain, finding it, takes over
     into polling. A value the database refuses outright ends the job ``failed``: retrying
     could not record it, and creating again would only make another.
     """
-    lease = poll_lease(now + timedelta(seconds=policy.first_delay))
+    lease = poll_lease(now + timedelta(seconds=first_poll_delay(policy, forecast)))
     deadline = now.timestamp() + policy.deadline
     try:
-        if store.mark_submitted(job_id, generation_id, now=now, chain=chain, due_at=lease):
+        if store.mark_submitted(
+            job_id, generation_id, now=now, chain=chain, due_at=lease, probed=probed
+        ):
             return PollRef(
                 job_id,
                 generation_id,
@@ -346,6 +416,7 @@ def _record(
                 chain=chain,
                 lease=lease.timestamp(),
                 pending_at=now.timestamp(),
+                forecast=None if forecast is None else (forecast.low, forecast.mid, forecast.high),
             )
         if store.mark_submitted(job_id, generation_id, now=now, due_at=now):
             return Stale(f"job {job_id}: recorded {generation_id[:100]} for the chain owning it")
@@ -403,7 +474,7 @@ def poll_once(
     except RateLimited as exc:  # not a poll: wait its turn without touching the schedule
         return _reschedule(store, ref, None, attempt, exc.retry_after, now, str(exc), deferred=True)
     except TransientError as exc:
-        delay = next_poll_delay(attempt, policy=policy, retry_after=exc.retry_after)
+        delay = _next_delay(ref, now, attempt, policy, exc.retry_after)
         return _reschedule(store, ref, None, polls, delay, now, f"transient: {exc}", ref.pending_at)
     except PermanentError as exc:
         return Outcome(ref.job_id, JobStatus.FAILED, f"poll failed: {exc}")
@@ -415,7 +486,7 @@ def poll_once(
                 ref.job_id,
                 generation.status,
             )
-        delay = next_poll_delay(attempt, policy=policy)
+        delay = _next_delay(ref, now, attempt, policy, None)
         return _reschedule(
             store, ref, generation.status, polls, delay, now, generation.status, now.timestamp()
         )
@@ -428,6 +499,7 @@ def poll_once(
             error=generation.error,
             polls=polls,
             finished_at=now,
+            pending_at=ref.pending_at,
         )
     except UNSTORABLE as exc:
         # Retrying cannot make the database take this answer: end the job, keep why.
@@ -448,6 +520,18 @@ def poll_once(
         JobStatus.ERROR,
         generation.error or f"the server ended the job with status {generation.status!r}",
         ref.pending_at,
+    )
+
+
+def _next_delay(
+    ref: PollRef, now: datetime, attempt: int, policy: PollPolicy, retry_after: float | None
+) -> float:
+    """Today's schedule, or the forecast's when the message carries one."""
+    forecast = ref.planned()
+    # The deadline is the submit plus the policy's: the submit's time without a read.
+    elapsed = now.timestamp() - (ref.deadline - policy.deadline) if forecast else 0.0
+    return planned_poll_delay(
+        elapsed, attempt, policy=policy, forecast=forecast, retry_after=retry_after
     )
 
 
@@ -525,6 +609,8 @@ def finish_completed(
             raw_result=slim_result(record.raw_result, transcript, model=record.model),
             cost_usd=estimate_cost(record.model, transcript.usage),
             now=now,
+            # A job whose duration was neither given nor probed learns it from the answer.
+            duration=transcript.usage.audio_seconds if record.duration is None else None,
         )
     except UNSTORABLE as exc:
         error = f"the result could not be stored: {unstorable_reason(exc)}"

@@ -109,6 +109,9 @@ class JobRecord:
     request_fingerprint: str | None = None
     chain: int = 0
     redrives: int = 0
+    duration: float | None = None
+    duration_source: str | None = None
+    pending_at: datetime | None = None
 
     @property
     def done(self) -> bool:
@@ -221,6 +224,8 @@ class Store:
             idempotency_scope=scope,
             request_fingerprint=request.fingerprint,
             callback_url=request.callback_url,
+            duration=request.duration,
+            duration_source=None if request.duration is None else "given",
             enqueued_at=now or utcnow(),
             chain=0,
             redrives=0,
@@ -257,11 +262,13 @@ class Store:
         now: datetime | None = None,
         chain: int | None = None,
         due_at: datetime | None = None,
+        probed: float | None = None,
     ) -> bool:
         """Record the generation id the moment the API hands it out (never overwrite one).
 
         With ``chain``, only while that chain owns the job; ``due_at``: the first poll's
-        lease. Returns whether the row changed.
+        lease; ``probed``: the audio's duration the submit read off the file. Returns
+        whether the row changed.
         """
         now = now or utcnow()
         statement = update(JobRow).where(JobRow.id == job_id, JobRow.generation_id.is_(None))
@@ -275,6 +282,7 @@ class Store:
                     submitted_at=now,
                     submit_attempts=JobRow.submit_attempts + 1,
                     due_at=due_at,
+                    **({} if probed is None else {"duration": probed, "duration_source": "probed"}),
                 )
             )
         )
@@ -368,8 +376,12 @@ class Store:
         error: str | None,
         polls: int,
         finished_at: datetime,
+        pending_at: float | None = None,
     ) -> None:
         """Keep the server's final answer the moment a poll sees it.
+
+        ``pending_at`` (epoch seconds): when the API last said "not finished"; with
+        ``finished_at`` it bounds the server's time, what tasks/learn.py fits on.
 
         The store step then reads it from here, so the (possibly large) result never rides
         through the broker, and a lost store message can be re-driven from the row.
@@ -384,6 +396,7 @@ class Store:
                 error=error,
                 polls=polls,
                 finished_at=finished_at,
+                pending_at=None if pending_at is None else datetime.fromtimestamp(pending_at, UTC),
                 # The store step is due now: a lost one is re-driven from here.
                 due_at=finished_at,
             )
@@ -486,6 +499,7 @@ class FinishFields(TypedDict, total=False):
     polls: int | None
     finished_at: datetime | None
     now: datetime | None
+    duration: float | None  # the audio's length the API reported, for a job without one
 
 
 def _finish_statement(job_id: str, status: JobStatus, **fields: Unpack[FinishFields]) -> Update:
@@ -501,6 +515,8 @@ def _finish_statement(job_id: str, status: JobStatus, **fields: Unpack[FinishFie
     for column in ("raw_result", "finished_at", "server_status", "polls"):
         if fields.get(column) is not None:
             values[column] = fields[column]
+    if fields.get("duration") is not None:
+        values.update(duration=fields["duration"], duration_source="api")
     if "server_status" in values:
         values["server_status"] = status_for_row(values["server_status"])
     transcript = fields.get("transcript")

@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 from tasks.catalog import MAX_MODEL_ID_CHARS, MODEL_ID
 from tasks.errors import InvalidInput
 from tasks.netguard import check_callback_url
+from tasks.probe import MAX_DURATION
 from tasks.settings import IPNetwork
 
 __all__ = [
     "FINGERPRINT_FIELDS",
+    "MAX_DURATION",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
     "MAX_PROMPT_CHARS",
@@ -62,6 +64,9 @@ class JobRequest:
     idempotency_key: str | None = None
     callback_url: str | None = None
     tenant: str | None = None
+    # The audio's length in seconds, if the caller knows it: a hint for the poll schedule
+    # (docs/polling.md), not a parameter of the transcription, so not in the fingerprint.
+    duration: float | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -165,6 +170,23 @@ def _temperature(value: object) -> float | None:
     return number
 
 
+def _duration(value: object) -> float | None:
+    """Seconds of audio: a finite number in (0, ``MAX_DURATION``], the probe's own bound."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("duration", f"must be a number of seconds, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not 0.0 < number <= MAX_DURATION:
+        raise InvalidInput(
+            "duration", f"must be a number of seconds above 0 and at most {MAX_DURATION:.0f}"
+        )
+    return number
+
+
 def _check_tree(value: object) -> None:
     """Depth and NUL checks over metadata, without recursion (5,000 levels must not crash)."""
     stack: list[tuple[object, int]] = [(value, 1)]
@@ -220,6 +242,7 @@ def validate_request(
     callback_url: object = None,
     callback_allow: Sequence[IPNetwork] = (),
     tenant: object = None,
+    duration: object = None,
 ) -> JobRequest:
     """Return a ``JobRequest`` or raise ``InvalidInput`` naming the first bad field.
 
@@ -253,4 +276,5 @@ def validate_request(
             "callback_url", _http_url("callback_url", callback_url), callback_allow
         ),
         tenant=_optional_str("tenant", tenant, limit=MAX_TENANT_CHARS, controls=False),
+        duration=_duration(duration),
     )

@@ -259,6 +259,11 @@ def _read_urls(urls: Sequence[str], from_file: str | None) -> list[str]:
     default=None,
     help="POST each job's result here when it ends, signed with STT_CALLBACK_SECRET.",
 )
+@click.option(
+    "--duration",
+    default=None,
+    help="The audio's length in seconds, if known: polls aim at the predicted finish.",
+)
 @click.option("--wait", is_flag=True, help="Wait until every job is final.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -270,6 +275,7 @@ def submit(
     prompt: str | None,
     temperature: str | None,
     callback_url: str | None,
+    duration: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -282,6 +288,11 @@ def submit(
     all_urls = _read_urls(urls, from_file)
     allow = get_settings().callback_allow_networks
     temp = _parse_temperature(temperature)
+    seconds = _parse_duration(duration)
+    if seconds is not None and len(all_urls) > 1:
+        raise click.BadParameter(
+            "gives one audio's length: use it with one URL", param_hint="'--duration'"
+        )
     # Validate every URL before enqueueing any, so a bad line enqueues nothing at all.
     for index, url in enumerate(all_urls):
         try:
@@ -293,6 +304,7 @@ def submit(
                 temperature=temp,
                 callback_url=callback_url,
                 callback_allow=allow,
+                duration=seconds,
             )
         except InvalidInput as exc:
             where = f" (URL #{index + 1})" if len(all_urls) > 1 else ""
@@ -309,6 +321,7 @@ def submit(
                 prompt=prompt,
                 temperature=temp,
                 callback_url=callback_url,
+                duration=seconds,
             )
             enqueued.append(handle.id)
         if not (wait or from_file):
@@ -357,6 +370,17 @@ def _parse_temperature(raw: str | None) -> float | None:
     except ValueError:
         raise click.BadParameter(
             f"must be a number in [0, 1], got {raw!r}", param_hint="'temperature'"
+        ) from None
+
+
+def _parse_duration(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise click.BadParameter(
+            f"must be a number of seconds, got {raw[:40]!r}", param_hint="'duration'"
         ) from None
 
 

@@ -74,6 +74,13 @@ def details(record: JobRecord) -> str:
         ("error", record.error),
         ("polls", record.polls),
         ("submit_attempts", record.submit_attempts),
+        # The length the poll schedule used, and whence: given, probed or api.
+        (
+            "duration",
+            None
+            if record.duration is None
+            else f"{record.duration:g} s ({record.duration_source or 'unknown'})",
+        ),
         ("audio_seconds", record.audio_seconds),
         ("billed_seconds", record.billed_seconds),
         ("input_tokens", record.input_tokens),

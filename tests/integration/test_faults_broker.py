@@ -9,7 +9,6 @@ the broker, as a beat with a short schedule would; the recovery-time test runs a
 
 from __future__ import annotations
 
-import ast
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,76 +17,17 @@ from typing import Any
 import pytest
 
 from tasks.jobs import transcribe
-from tasks.models import JobStatus
-from tasks.pipeline import sweep
 from tasks.settings import Settings
-from tasks.store import JobRecord
-from tests.fixtures.reliability import api_duplicates
+from tests.fixtures.reliability import (
+    RECOVERY_TARGET_S,
+    check_stored,
+    lose_the_broker_mid_run,
+    re_driven,
+    sweep_until_done,
+    wait_mid_run,
+)
 from tests.fixtures.services import start_redis, wait_for
 from tests.fixtures.stack import Stack
-
-SWEEP_EVERY = 2.0
-# Past a healthy job's due time (its lease: <= 1 s poll gap here + LEASE_EXTRA) only by
-# queueing, so only lost work is re-driven (production: STT_SWEEP_GRACE, 30 s).
-GRACE = 5.0
-# Issue 16: with the default settings, every job stored again within two minutes.
-RECOVERY_TARGET_S = 120.0
-
-
-def sweep_until_done(
-    stack: Stack, ids: list[str], timeout: float, grace: float = GRACE
-) -> list[JobRecord]:
-    """Beat's part: send stt.sweep every SWEEP_EVERY seconds until every job is final."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        records = stack.store.get_many(ids)
-        if len(records) == len(ids) and all(r.done for r in records):
-            return sorted(records, key=lambda r: ids.index(r.id))
-        sweep.delay(grace=grace)
-        time.sleep(SWEEP_EVERY)
-    stuck = [(r.id, r.status.value) for r in stack.store.get_many(ids) if not r.done]
-    raise AssertionError(f"{len(stuck)} jobs never finished: {stuck[:5]}")
-
-
-def _wait_mid_run(stack: Stack, ids: list[str]) -> dict[str, JobRecord]:
-    """Until some jobs are submitted and polling, while others still wait."""
-    deadline = time.monotonic() + 60
-    while True:
-        records = stack.store.get_many(ids)
-        # A poll writes the row when the status word changes (or its lease runs short).
-        if sum(r.server_status is not None for r in records) >= len(ids) // 4:
-            return {r.id: r for r in records}
-        assert time.monotonic() < deadline, "the worker did not get going"
-        time.sleep(0.05)
-
-
-def re_driven(stack: Stack) -> dict[str, int]:
-    """What the sweeper re-drove, summed from the workers' logs."""
-    total = {"submit": 0, "poll": 0, "store": 0, "callback": 0}
-    for worker in stack.workers:
-        for line in worker.log().splitlines():
-            if "sweep re-drove overdue jobs:" in line:
-                counts = ast.literal_eval(line.split("overdue jobs:", 1)[1].strip())
-                for step, n in counts.items():
-                    total[step] = total.get(step, 0) + n
-    return total
-
-
-def _check(
-    stack: Stack, ids: list[str], urls: list[str], before: dict[str, JobRecord]
-) -> tuple[list[JobRecord], int]:
-    records = stack.store.get_many(ids)
-    records.sort(key=lambda r: ids.index(r.id))
-    assert len(stack.store.list_jobs(limit=None)) == len(ids)
-    creates = stack.emulator.create_counts()
-    for record, url in zip(records, urls, strict=True):
-        assert record.status is JobStatus.COMPLETED, (record.status, record.error)
-        assert record.text == stack.emulator.expected_transcript(url)
-        if before[record.id].generation_id:
-            assert creates[url] == 1, f"{url} created again after its id was recorded"
-        # A re-driven poll carries the count on (it used to restart at 1).
-        assert record.polls >= before[record.id].polls
-    return records, api_duplicates(creates, urls)
 
 
 def test_flushall_mid_run_sweeper_re_drives_what_was_lost(
@@ -96,13 +36,13 @@ def test_flushall_mid_run_sweeper_re_drives_what_was_lost(
     stack.emulator.configure(fixed=4.0)
     urls = [f"https://media.example.org/flushed/{i}.mp3" for i in range(60)]
     ids = [transcribe(url, "aai/slam-1").id for url in urls]
-    before = _wait_mid_run(stack, ids)
+    before = wait_mid_run(stack, ids)
     stack.redis.client().flushall()
     flushed_at = time.monotonic()
 
     sweep_until_done(stack, ids, timeout=120)
     recover_s = time.monotonic() - flushed_at
-    records, duplicates = _check(stack, ids, urls, before)
+    records, duplicates = check_stored(stack, ids, urls, before)
     redriven = re_driven(stack)
     assert sum(redriven.values()) > 0, "nothing was lost: the test proved nothing"
     reliability(
@@ -126,7 +66,7 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
         stack.emulator.configure(fixed=4.0)
         urls = [f"https://media.example.org/outage/{i}.mp3" for i in range(40)]
         ids = [transcribe(url, "aai/slam-1").id for url in urls]
-        before = _wait_mid_run(stack, ids)
+        before = wait_mid_run(stack, ids)
 
         broker.process.terminate()  # no persistence: everything queued is gone
         broker.process.wait(10)
@@ -147,7 +87,7 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
 
         sweep_until_done(stack, ids, timeout=120)
         recover_s = time.monotonic() - back_at
-        records, duplicates = _check(stack, ids, urls, before)
+        records, duplicates = check_stored(stack, ids, urls, before)
         reliability(
             "Redis down 30 s mid-run, restarted empty on the same port",
             jobs_in=len(ids),
@@ -167,39 +107,26 @@ def test_broker_down_30_s_worker_reconnects_and_all_jobs_finish(
 def test_flushall_and_kill_9_default_sweep_settings_all_stored_within_two_minutes(
     stack: Stack, start_beat: Any, reliability: Callable[..., Any]
 ) -> None:
-    """Issue 16, point 3: the default STT_SWEEP_INTERVAL and STT_SWEEP_GRACE, a real beat."""
+    """Issue 16, point 3: the default STT_SWEEP_INTERVAL and STT_SWEEP_GRACE, a real beat.
+    The RabbitMQ twin is test_rabbitmq.py's purged-queues test."""
     defaults = Settings()
-    assert "STT_SWEEP_INTERVAL" not in stack.env and "STT_SWEEP_GRACE" not in stack.env
-    stack.emulator.configure(fixed=4.0)
-    start_beat(stack.env)
-    urls = [f"https://media.example.org/flushed-default/{i}.mp3" for i in range(60)]
-    ids = [transcribe(url, "aai/slam-1").id for url in urls]
-    # All 60 polling: no create in flight at the kill (that window is a known limit,
-    # docs/reliability.md), so any second create would be the sweeper's doing.
-    wait_for(lambda: all(r.generation_id for r in stack.store.get_many(ids)), 120, "all submitted")
-    before = _wait_mid_run(stack, ids)
-    stack.workers[0].kill()  # kill -9: what it held unacked is gone with the flush
-    stack.redis.client().flushall()
-    flushed_at = time.monotonic()
-    stack.start_worker()
-
-    def all_done() -> bool:
-        return all(r.done for r in stack.store.get_many(ids))
-
-    wait_for(all_done, 300, "every job to be stored again", 1.0)
-    recover_s = time.monotonic() - flushed_at
-    records, duplicates = _check(stack, ids, urls, before)
-    redriven = re_driven(stack)
-    assert sum(redriven.values()) > 0, "nothing was lost: the test proved nothing"
-    assert duplicates == 0
+    run = lose_the_broker_mid_run(
+        stack,
+        start_beat,
+        stack.redis.client().flushall,
+        name="flushed-default",
+        processing=4.0,
+    )
+    assert sum(run.redriven.values()) > 0, "nothing was lost: the test proved nothing"
+    assert run.duplicates == 0
     reliability(
         "Redis FLUSHALL + worker kill -9 mid-run, real beat, default sweep settings "
         f"(every {defaults.sweep_interval:g} s, grace {defaults.sweep_grace:g} s)",
-        jobs_in=len(ids),
-        jobs_stored=sum(r.done for r in records),
-        api_duplicates=duplicates,
-        recover_s=recover_s,
-        polling_at_flush=sum(r.server_status is not None for r in before.values()),
-        re_driven=redriven,
+        jobs_in=len(run.ids),
+        jobs_stored=sum(r.done for r in run.records),
+        api_duplicates=run.duplicates,
+        recover_s=run.recover_s,
+        polling_at_flush=run.polling_at_loss,
+        re_driven=run.redriven,
     )
-    assert recover_s < RECOVERY_TARGET_S, f"stored again only after {recover_s:.0f} s"
+    assert run.recover_s < RECOVERY_TARGET_S, f"stored again only after {run.recover_s:.0f} s"

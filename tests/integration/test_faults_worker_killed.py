@@ -16,9 +16,8 @@ from typing import Any
 
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
-from tests.fixtures.reliability import api_duplicates
+from tests.fixtures.reliability import api_duplicates, re_driven, sweep_until_done
 from tests.fixtures.stack import Stack
-from tests.integration.test_faults_broker import re_driven, sweep_until_done
 
 JOBS = 200
 VISIBILITY_TIMEOUT = 15

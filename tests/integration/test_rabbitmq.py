@@ -4,7 +4,8 @@ Uses the machine's RabbitMQ (127.0.0.1:5672, guest/guest; STT_TEST_AMQP_HOST ove
 each test in a private virtual host (tests/fixtures/rabbitmq.py). What a user can see:
 jobs reach the store; a waiting poll sits in the broker's delay queues, not in a worker;
 retries go through the broker too; a worker killed with ``kill -9`` delays none of its
-jobs' polls by more than about one poll interval; a worker refuses a classic queue.
+jobs' polls by more than about one poll interval; a worker refuses a classic queue; with
+every waiting message purged, the sweeper brings each job back within two minutes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from tasks.broker import BrokerMisconfigured
 from tasks.celeryconfig import producer_config
 from tasks.jobs import TranscriptionHandle, transcribe
 from tasks.models import JobStatus
+from tasks.settings import Settings
 from tests.fixtures.rabbitmq import RabbitMQ
+from tests.fixtures.reliability import RECOVERY_TARGET_S, lose_the_broker_mid_run
 from tests.fixtures.services import ROOT, wait_for
 from tests.fixtures.stack import Stack
 
@@ -225,3 +228,65 @@ def test_transcribe_refuses_a_web_app_publishing_to_rabbitmq_without_the_quorum_
     fixed.set_default()
     handle = transcribe("https://media.example.org/rabbit/accepted.mp3")
     assert handle.status() is JobStatus.PENDING
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_purged_queues_and_kill_9_default_sweep_settings_all_stored_within_two_minutes(
+    make_stack: Callable[..., Stack],
+    rabbitmq: RabbitMQ,
+    amqp_vhost: str,
+    start_beat: Any,
+    reliability: Callable[..., Any],
+) -> None:
+    """Issue 16, point 3, on RabbitMQ (the twin of test_faults_broker.py's FLUSHALL test):
+    60 jobs polling, still processing at the API, their worker killed and every message
+    the broker held for the workers purged: the ``stt`` queue and each delay level where
+    the waiting polls sit. A real beat with the default sweep settings re-drives every
+    job's poll from its row; all are stored within two minutes, none created twice."""
+    defaults = Settings()
+    stack = make_stack(
+        STT_BROKER_URL=rabbitmq.url(amqp_vhost),
+        # Polls every 1-3 s (the broker's delays are whole seconds): ~20 polls/s for 60
+        # jobs on a shared machine. A poll's lease runs LEASE_EXTRA past its next run
+        # whatever the interval, so the recovery bound hardly depends on it.
+        STT_POLL_FIRST_DELAY="1",
+        STT_POLL_MAX_DELAY="3",
+    )
+    processing = 45.0  # seconds per job at the emulator: every job is pending at the purge
+
+    def purge() -> dict[str, int]:
+        # The broker gives the dead worker's unacknowledged messages back when it sees
+        # the connection drop; only then does a purge take them too.
+        wait_for(lambda: rabbitmq.consumers(amqp_vhost) == 0, 30, "the worker's consumer to go")
+        purged = rabbitmq.lose_waiting_messages(amqp_vhost)
+        assert rabbitmq.ready_for_workers(amqp_vhost) == 0
+        return purged
+
+    run = lose_the_broker_mid_run(
+        stack, start_beat, purge, name="purged-default", processing=processing, polling=60
+    )
+    # Every job was polling, none had finished at the API, and each had its next step as
+    # a message in the broker, now gone: only the sweeper could have brought them back.
+    assert run.polling_at_loss == 60
+    assert not any(r.done for r in run.before.values())
+    assert run.lost_after_s < processing, "the API had finished some jobs before the purge"
+    assert sum(run.lost.values()) >= 60, f"purged only {run.lost}"
+    assert any(name.startswith("celery_delayed_") for name in run.lost), run.lost
+    assert run.redriven["poll"] >= 60 and run.redriven["submit"] == 0, run.redriven
+    assert all(r.redrives >= 1 for r in run.records), [r.redrives for r in run.records]
+    assert run.duplicates == 0
+    assert stack.emulator.create_counts() == dict.fromkeys(run.urls, 1)
+    reliability(
+        "RabbitMQ: stt queue and delay queues purged + worker kill -9 mid-run, real beat, "
+        f"default sweep settings (every {defaults.sweep_interval:g} s, "
+        f"grace {defaults.sweep_grace:g} s)",
+        jobs_in=len(run.ids),
+        jobs_stored=sum(r.done for r in run.records),
+        api_duplicates=run.duplicates,
+        recover_s=run.recover_s,
+        polling_at_purge=run.polling_at_loss,
+        messages_purged=run.lost,  # by queue: where the waiting polls were
+        re_driven=run.redriven,
+    )
+    assert run.recover_s < RECOVERY_TARGET_S, f"stored again only after {run.recover_s:.0f} s"

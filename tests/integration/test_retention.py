@@ -3,11 +3,13 @@ PostgreSQL, only finished jobs, in batches; and the slim raw result a worker sto
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,6 +20,7 @@ import sqlalchemy
 from sqlalchemy import insert, select, text
 
 from tasks.jobs import transcribe
+from tasks.retention import SQLITE_BATCH_SIZE
 from tasks.schema import JobRow
 from tasks.slim import MARKER, omitted
 from tasks.store import Store, utcnow
@@ -195,6 +198,56 @@ def test_beat_task_prunes_through_a_real_worker(make_stack: Callable[..., Stack]
     before = _ids(url)
     prune.delay(days=30.0)
     wait_for(lambda: _ids(url) == before - removable, 60, "stt.prune to delete the old jobs")
+
+
+def _rows(url: str) -> dict[str, tuple[Any, ...]]:
+    """Every row, every column, by id."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        rows = {row.id: tuple(row) for row in conn.execute(select(JobRow.__table__))}
+    engine.dispose()
+    return rows
+
+
+def _prune_runs(log: str) -> list[dict[str, Any]]:
+    """What each ``stt.prune`` task returned, from the worker's "succeeded" lines."""
+    return [
+        ast.literal_eval(line[line.index("{") :])
+        for line in log.splitlines()
+        if "Task stt.prune[" in line and " succeeded in " in line
+    ]
+
+
+def test_beat_task_on_sqlite_prunes_batch_by_batch_each_in_its_own_task(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """More old jobs than one SQLite batch: ``stt.prune`` deletes one batch and sends
+    itself again (with a countdown, the same cutoff, the budget left) instead of sleeping
+    in a worker slot, until a short batch. Every eligible row is gone, every other row is
+    exactly as it was."""
+    from tasks.pipeline import prune
+
+    stack = make_stack(STT_RETENTION_DAYS="30")
+    url = stack.env["STT_DATABASE_URL"]
+    assert url.startswith("sqlite:")
+    # The 7 removable CASES + 243 old completed ones: batches of 100, 100 and 50.
+    removable = _seed(url, extra=2 * SQLITE_BATCH_SIZE + 43)
+    assert len(removable) == 2 * SQLITE_BATCH_SIZE + 50
+    rows = _rows(url)
+    kept = {job_id: row for job_id, row in rows.items() if job_id not in removable}
+    assert len(kept) == 5  # pending, submitted, callback pending, the two recent ones
+    prune.delay(days=30.0)
+    worker = stack.workers[0]
+    wait_for(lambda: len(_prune_runs(worker.log())) == 3, 60, "three stt.prune tasks")
+    assert _rows(url) == kept
+    runs = _prune_runs(worker.log())
+    assert runs == [
+        {"rows": SQLITE_BATCH_SIZE, "batches": 1, "complete": False},
+        {"rows": SQLITE_BATCH_SIZE, "batches": 1, "complete": False},
+        {"rows": 50, "batches": 1, "complete": True},
+    ]
+    time.sleep(1)  # the last one sent nothing more
+    assert len(_prune_runs(worker.log())) == 3
 
 
 # -- PostgreSQL, 200,000 rows, a worker writing all along -----------------------------------

@@ -6,8 +6,8 @@ import time
 
 from tasks.jobs import transcribe
 from tasks.models import JobStatus
+from tests.fixtures.reliability import sweep_until_done
 from tests.fixtures.stack import Stack
-from tests.integration.test_faults_broker import sweep_until_done
 
 
 def test_sweep_finishes_jobs_after_worker_killed_and_broker_flushed(stack: Stack) -> None:

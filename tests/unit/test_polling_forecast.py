@@ -15,6 +15,7 @@ from tasks.polling import (
     PollPolicy,
     first_poll_delay,
     forecast_step,
+    min_step,
     next_poll_delay,
     planned_poll_delay,
 )
@@ -171,3 +172,15 @@ def test_a_learned_model_still_meets_the_goal() -> None:
         lags.append(simulate(total, learned.forecast(duration), rng)[0])
         fixed_lags.append((math.floor(total / 10) + 1) * 10 - total)
     assert sum(lags) <= 0.5 * sum(fixed_lags)
+
+
+def test_the_minimum_step_scales_with_the_cap() -> None:
+    """A policy ten times faster (tests, time-compressed benchmarks) keeps the shape."""
+    fast = PollPolicy(first_delay=0.8, max_delay=1.0)
+    assert min_step(DEFAULT_POLICY) == FORECAST_MIN_STEP
+    assert min_step(fast) == pytest.approx(FORECAST_MIN_STEP / 10)
+    slow, quick = Forecast(30.0, 32.0, 35.0), Forecast(3.0, 3.2, 3.5)
+    assert first_poll_delay(fast, quick) == pytest.approx(
+        first_poll_delay(DEFAULT_POLICY, slow) / 10
+    )
+    assert forecast_step(quick, fast) == pytest.approx(forecast_step(slow) / 10)

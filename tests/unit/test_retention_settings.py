@@ -12,7 +12,7 @@ from tasks.settings import Settings
 def test_retention_is_off_by_default() -> None:
     settings = Settings.from_env({})
     assert settings.retention_days == 0 and settings.retention_keep_text is False
-    assert set(celery_config(settings)["beat_schedule"]) == {"stt-sweep"}
+    assert "stt-prune" not in celery_config(settings)["beat_schedule"]
 
 
 @pytest.mark.parametrize(("raw", "keep"), [("true", True), ("1", True), ("No", False)])

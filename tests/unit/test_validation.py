@@ -32,6 +32,14 @@ BAD = [
     ({"temperature": "abc"}, "temperature", "must be a number"),
     ({"temperature": float("nan")}, "temperature", "between 0 and 1"),
     ({"temperature": True}, "temperature", "must be a number"),
+    ({"duration": 0}, "duration", "above 0"),
+    ({"duration": -3}, "duration", "above 0"),
+    ({"duration": float("nan")}, "duration", "above 0"),
+    ({"duration": float("inf")}, "duration", "above 0"),
+    ({"duration": 10**400}, "duration", "at most 172800"),
+    ({"duration": 172_801}, "duration", "at most 172800"),
+    ({"duration": "60"}, "duration", "must be a number"),
+    ({"duration": True}, "duration", "must be a number"),
     ({"language": "english please"}, "language", "BCP-47"),
     ({"language": 5}, "language", "must be a string"),
     ({"prompt": "p" * (MAX_PROMPT_CHARS + 1)}, "prompt", "longer than"),
@@ -52,6 +60,12 @@ BAD = [
     ({"metadata": {"a": "x\x00"}}, "metadata", "NUL"),
     ({"callback_url": "https://hooks.example.com/a\r\nX: y"}, "callback_url", "control"),
 ]
+
+
+def test_a_duration_is_kept_and_does_not_change_the_fingerprint() -> None:
+    given = validate_request(GOOD_URL, GOOD_MODEL, duration=61)
+    assert given.duration == 61.0 and isinstance(given.duration, float)
+    assert given.fingerprint == validate_request(GOOD_URL, GOOD_MODEL).fingerprint
 
 
 def _nested(depth: int) -> dict[str, object]:
