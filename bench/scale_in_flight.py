@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                             ids = list(future_ids)  # blocks until all are enqueued
                             collecting = False
                             enqueued_after = time.time() - started
+                            # No burst of catch-up samples for the time spent enqueueing.
+                            next_sample = max(next_sample, time.time())
                         now = time.time()
                         if now >= next_sample:
                             counts = store.count_by_status()
