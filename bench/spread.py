@@ -84,6 +84,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             STT_POLL_FIRST_DELAY=interval,
             STT_POLL_MAX_DELAY=interval,
             STT_POLL_DEADLINE=f"{args.job_seconds * 2:g}",
+            # The bench's URLs are not fetchable: no duration probe (5 s each to fail).
+            STT_PROBE_AUDIO="0",
             **({"BENCH_TASK_EVENTS": "0"} if args.no_task_events else {}),
         )
         activate(env)
