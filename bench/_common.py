@@ -355,6 +355,7 @@ class Worker:
         log_path: Path | None = None,
         prefix: Sequence[str] = (),
         name: str | None = None,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
         command = [
@@ -374,7 +375,7 @@ class Worker:
         ]
         self.log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, env=dict(env), cwd=REPO_ROOT, stdout=self.log_file, stderr=subprocess.STDOUT
+            command, env=dict(env), cwd=cwd, stdout=self.log_file, stderr=subprocess.STDOUT
         )
         wait_for(self._ready, 60, "the worker to be ready", 0.1)
 

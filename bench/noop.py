@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from celery import shared_task
 
+from tasks.reschedule import reschedule
 from tasks.settings import get_settings
 
 DONE_KEY = "bench:noop:done"
@@ -39,21 +40,37 @@ RETRIES_KEY = "bench:retry:count"
 STOP_KEY = "bench:retry:stop"
 
 
-def _retry_once(task: Any, countdown: float) -> None:
+# ``max_retries=None`` on the task, not in the ``retry()`` call: there ``None`` means "the
+# task's own cap" (Celery's default 3), and a floor capped at 3 retries measured almost no
+# polls.
+_FOREVER: dict[str, Any] = {"bind": True, "max_retries": None}
+
+
+def _counted(task: Any) -> bool:
     client = _redis()
     if client.exists(STOP_KEY):
-        return
+        return False
     client.incr(RETRIES_KEY)
-    raise task.retry(countdown=countdown, max_retries=None)
+    return True
 
 
-@shared_task(name="bench.retry_floor", bind=True)
+@shared_task(name="bench.retry_floor", **_FOREVER)
 def retry_floor(self: Any, countdown: float) -> None:
-    """``self.retry(countdown)`` forever, with Celery's default task events."""
-    _retry_once(self, countdown)
+    """``raise self.retry(countdown)`` forever, with Celery's default task events."""
+    if _counted(self):
+        raise self.retry(countdown=countdown)
 
 
-@shared_task(name="bench.retry_floor_quiet", bind=True, send_events=False)
+@shared_task(name="bench.retry_floor_quiet", send_events=False, **_FOREVER)
 def retry_floor_quiet(self: Any, countdown: float) -> None:
     """The same without task events (as ``stt.poll`` runs)."""
-    _retry_once(self, countdown)
+    if _counted(self):
+        raise self.retry(countdown=countdown)
+
+
+@shared_task(name="bench.reschedule_floor", send_events=False, **_FOREVER)
+def reschedule_floor(self: Any, countdown: float) -> None:
+    """``stt.poll``'s own way of waiting (``tasks.reschedule``: no ``Retry`` raised, no
+    events) and nothing else: what a poll costs before it asks the server anything."""
+    if _counted(self):
+        reschedule(self, countdown)

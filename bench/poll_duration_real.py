@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 STT_VISIBILITY_TIMEOUT="900",
                 STT_CALLBACK_ALLOW_NETWORKS="127.0.0.0/8",
                 STT_SPEED_FIT_INTERVAL="0",
+                STT_PROBE_AUDIO="1",  # the tests' environment turns it off
             )
             fixed = {
                 **base,

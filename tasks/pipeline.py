@@ -22,6 +22,7 @@ tasks/lease.py) ends with Celery's ``Ignore``: nothing to store, nothing to pass
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -150,6 +151,8 @@ def submit(
     create another.
     """
     settings = get_settings()
+    started = time.monotonic()
+    probing = _ProbeClock()
     try:
         result = submit_job(
             runtime.get_store(),
@@ -165,7 +168,7 @@ def submit(
             in_flight=runtime.get_in_flight(),
             deferrals=deferrals,
             known_generation_id=generation_id,
-            probe=_probe if settings.probe_audio else None,
+            probe=probing if settings.probe_audio else None,
             speed=_speed,
         )
     except UnrecordedSubmit as exc:
@@ -195,17 +198,31 @@ def submit(
         _release(job_id)
     elif (forecast := result.planned()) is not None:
         # The chain's poll was given today's first delay when the job was enqueued, before
-        # the duration was known: aim it at the forecast instead.
-        _first_poll_at(self, _later(first_poll_delay(PollPolicy.from_settings(settings), forecast)))
+        # the duration was known: aim it at the forecast (counted from the submit) instead.
+        wanted = first_poll_delay(PollPolicy.from_settings(settings), forecast)
+        _first_poll_at(self, _later(max(0.0, wanted - (time.monotonic() - started))))
+    elif probing.spent:
+        # No forecast: today's first delay after the create, the probe's time included.
+        _first_poll_at(self, _later(max(0.0, settings.poll_first_delay - probing.spent)))
     return result.to_message()
 
 
 _SPEEDS = learn.SpeedCache()
 
 
-def _probe(url: str) -> float | None:
-    """The audio's duration read off its first bytes, through the callbacks' SSRF rules."""
-    return guarded_probe(url, get_settings().callback_allow_networks)
+class _ProbeClock:
+    """The probe of one submit: the audio's duration read off its first bytes, through
+    the callbacks' SSRF rules; ``spent`` keeps how long it took."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+
+    def __call__(self, url: str) -> float | None:
+        began = time.monotonic()
+        try:
+            return guarded_probe(url, get_settings().callback_allow_networks)
+        finally:
+            self.spent += time.monotonic() - began
 
 
 def _speed(model: str) -> SpeedModel | None:

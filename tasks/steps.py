@@ -31,7 +31,6 @@ from tasks.polling import (
     submit_retry_delay,
 )
 from tasks.pricing import estimate_cost
-from tasks.probe import PROBE_TIMEOUT
 from tasks.redact import redact_url
 from tasks.slim import slim_result
 from tasks.speed import SpeedModel
@@ -264,11 +263,13 @@ def submit_job(
     A database error right after the create raises ``UnrecordedSubmit`` carrying the new
     id; the retry passes it back as ``known_generation_id`` and only records it.
 
-    Duration-aware polling (docs/polling.md): with no duration on the row, ``probe`` (the
+    Duration-aware polling (docs/polling.md): ``speed`` gives the model's learned speed;
+    with it and the audio's duration the poll reference carries a forecast and the first
+    poll's lease is due near its low quantile. With no duration on the row, ``probe`` (the
     SSRF-guarded range request of ``tasks.probe``; None when ``STT_PROBE_AUDIO=0``) reads
-    it off the audio before the create, within the claim; any failure is "unknown".
-    ``speed`` gives the model's learned speed; with both, the poll reference carries a
-    forecast and the first poll's lease is due near its low quantile.
+    it off the audio *after* the generation is recorded: the server is already at work,
+    and a worker lost during the probe cannot make the job be created twice. Any failure
+    is "unknown"; a duration found costs one more UPDATE (it, and the forecast's lease).
     """
     record = store.get(job_id)
     if record is None:
@@ -303,17 +304,11 @@ def submit_job(
     except RateLimited as exc:
         wait = exc.retry_after
         return _submit_later(store, job_id, chain, wait, now, str(exc), deferred=True, read=record)
-    probing = probe is not None and record.duration is None
-    if probing:
-        claim_for += PROBE_TIMEOUT  # the probe runs inside the claim
     if not store.claim(
         job_id, chain=chain, status=JobStatus.PENDING, due_at=claim_lease(now, claim_for)
     ):
         return Stale(f"job {job_id} is claimed by another chain")
     owner = chain + 1
-    duration, probed = record.duration, None
-    if probing and probe is not None:
-        probed = duration = probe(record.url)
     try:
         generation = client.create(
             model=record.model,
@@ -342,18 +337,40 @@ def submit_job(
         record.model,
         redact_url(record.url),
     )
-    model = None if duration is None or speed is None else speed(record.model)
-    forecast = None if model is None else model.forecast(duration)
-    return _record(
+    model = None if speed is None else speed(record.model)
+    forecast = None if model is None else model.forecast(record.duration)
+    recorded = _record(
         store,
         job_id,
         generation.generation_id,
         chain=owner,
         now=now,
         policy=policy,
-        probed=probed,
         forecast=forecast,
     )
+    if probe is None or record.duration is not None or not isinstance(recorded, PollRef):
+        return recorded
+    return _probed(store, recorded, probe(record.url), model, now=now, policy=policy)
+
+
+def _probed(
+    store: Store,
+    ref: PollRef,
+    duration: float | None,
+    model: SpeedModel | None,
+    *,
+    now: datetime,
+    policy: PollPolicy,
+) -> PollRef | Stale:
+    """Record a probed duration (and the forecast's lease for the first poll), if any."""
+    if duration is None:
+        return ref
+    forecast = None if model is None else model.forecast(duration)
+    lease = poll_lease(now + timedelta(seconds=first_poll_delay(policy, forecast)))
+    if not store.note_duration(ref.job_id, duration, chain=ref.chain, due_at=lease):
+        return Stale(f"job {ref.job_id}: chain {ref.chain} no longer owns it")
+    triple = None if forecast is None else (forecast.low, forecast.mid, forecast.high)
+    return replace(ref, lease=lease.timestamp(), forecast=triple)
 
 
 def _submit_later(
@@ -390,12 +407,10 @@ def _record(
     chain: int,
     now: datetime,
     policy: PollPolicy,
-    probed: float | None = None,
     forecast: Forecast | None = None,
 ) -> PollRef | Outcome | Stale:
     """Record a generation the API created, as chain ``chain``; hand over to polling.
 
-    ``probed``: the audio's duration the probe read, recorded with it (same write);
     ``forecast``: when the job likely finishes, which sets the first poll's lease.
 
     If the claim ran out meanwhile and another chain owns the job, the id is still recorded
@@ -406,9 +421,7 @@ def _record(
     lease = poll_lease(now + timedelta(seconds=first_poll_delay(policy, forecast)))
     deadline = now.timestamp() + policy.deadline
     try:
-        if store.mark_submitted(
-            job_id, generation_id, now=now, chain=chain, due_at=lease, probed=probed
-        ):
+        if store.mark_submitted(job_id, generation_id, now=now, chain=chain, due_at=lease):
             return PollRef(
                 job_id,
                 generation_id,

