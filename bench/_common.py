@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,21 +23,36 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.services import POSTGRES_URL, RedisServer, stack_env, start_redis, wait_for
+from tests.fixtures.rabbitmq import RabbitMQ
+from tests.fixtures.services import (
+    POSTGRES_URL,
+    RedisServer,
+    free_port,
+    stack_env,
+    start_redis,
+    wait_for,
+)
 
 __all__ = [
     "API_KEY",
+    "BROKERS",
     "REPO_ROOT",
+    "BrokerReading",
+    "BrokerUnderTest",
     "Emulator",
     "RedisServer",
     "Worker",
     "activate",
+    "free_port",
     "fresh_postgres",
     "machine_note",
     "markdown_table",
+    "metric_value",
+    "private_broker",
     "rss_mb",
     "start_redis",
     "text_table",
@@ -119,10 +135,165 @@ class Emulator:
         self.log.close()
 
 
+# -- brokers -------------------------------------------------------------------------------
+
+BROKERS = ("redis", "rabbitmq")
+
+
+@dataclass(frozen=True)
+class BrokerReading:
+    """What the broker holds for one run, at one instant.
+
+    ``queued``: ready on the stt queue; ``held``: delivered to a worker, not yet acked (on
+    Redis that includes every countdown a worker holds in memory); ``delayed``: waiting in
+    the broker's own delay queues (RabbitMQ only). ``memory_mb`` is the broker's: Redis's
+    ``used_memory`` (a private server), or the RabbitMQ *node's* total (shared with other
+    vhosts on this machine); ``queues_mb`` the run's own queues (RabbitMQ's per-queue
+    ``memory``; Redis: same as ``memory_mb``); ``disk_mb`` RabbitMQ's quorum-queue data
+    folder (the whole node's; Redis here persists nothing).
+    """
+
+    queued: int
+    held: int
+    delayed: int
+    memory_mb: float
+    queues_mb: float
+    disk_mb: float
+
+
+class BrokerUnderTest:
+    """A private broker for one run: its URL, readings and clean-up."""
+
+    kind: str
+    url: str
+
+    def read(self) -> BrokerReading:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _Redis(BrokerUnderTest):
+    kind = "redis"
+
+    def __init__(self, workdir: Path) -> None:
+        self.server = start_redis(workdir)
+        self.url = self.server.url
+        self.client = self.server.client()
+
+    def read(self) -> BrokerReading:
+        memory = int(self.client.info("memory")["used_memory"]) / 2**20
+        return BrokerReading(
+            queued=int(self.client.llen("stt")),
+            held=int(self.client.hlen("unacked")),
+            delayed=0,
+            memory_mb=memory,
+            queues_mb=memory,
+            disk_mb=0.0,
+        )
+
+    def close(self) -> None:
+        self.server.process.terminate()
+        self.server.process.wait(10)
+
+
+class _RabbitMQ(BrokerUnderTest):
+    """The machine's RabbitMQ, in a private vhost deleted at the end (as the tests do).
+
+    Each reading runs ``rabbitmqctl`` twice (~0.5 s of CPU each, an Erlang VM boot): sample
+    every 10 s or more.
+    """
+
+    kind = "rabbitmq"
+
+    def __init__(self) -> None:
+        binary = shutil.which("rabbitmqctl")
+        if binary is None:
+            raise RuntimeError("rabbitmqctl is not installed: this benchmark needs RabbitMQ")
+        self.ctl = RabbitMQ(binary)
+        self.vhost = self.ctl.add_vhost()
+        self.url = self.ctl.url(self.vhost)
+        status = json.loads(self.ctl.ctl("status", "--formatter", "json"))
+        self.quorum_dir = Path(status.get("raft_data_directory") or "")
+
+    def read(self) -> BrokerReading:
+        rows = json.loads(
+            self.ctl.ctl(
+                "list_queues",
+                "-p",
+                self.vhost,
+                "--formatter",
+                "json",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "memory",
+            )
+            or "[]"
+        )
+        status = json.loads(self.ctl.ctl("status", "--formatter", "json"))
+        queued = held = delayed = 0
+        for row in rows:
+            if row["name"] == "stt":
+                queued, held = int(row["messages_ready"]), int(row["messages_unacknowledged"])
+            elif row["name"].startswith("celery_delayed_"):
+                delayed += int(row["messages_ready"]) + int(row["messages_unacknowledged"])
+        return BrokerReading(
+            queued=queued,
+            held=held,
+            delayed=delayed,
+            memory_mb=int(status["memory"]["total"]["rss"]) / 2**20,
+            queues_mb=sum(int(row.get("memory") or 0) for row in rows) / 2**20,
+            disk_mb=_folder_bytes(self.quorum_dir) / 2**20,
+        )
+
+    def close(self) -> None:
+        self.ctl.delete_vhost(self.vhost)
+        self.ctl.finish()
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+@contextlib.contextmanager
+def private_broker(kind: str, workdir: Path) -> Iterator[BrokerUnderTest]:
+    """A private ``redis-server``, or a private vhost on the machine's RabbitMQ (deleted
+    afterwards, with every queue and delay queue in it)."""
+    broker: BrokerUnderTest = _Redis(workdir / "redis") if kind == "redis" else _RabbitMQ()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def metric_value(port: int, name: str, **labels: str) -> float:
+    """The sum of a worker's Prometheus series ``name`` carrying ``labels`` (0 if none)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    total = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        metric, _, rest = series.partition("{")
+        if metric == name and wanted <= set(rest.rstrip("}").split(",")):
+            total += float(value)
+    return total
+
+
 @contextlib.contextmanager
 def fresh_postgres() -> Iterator[str]:
-    """A new PostgreSQL database for one run, dropped afterwards."""
+    """A new PostgreSQL database for one run, migrated (as a deployment does), dropped
+    afterwards."""
     import sqlalchemy
+
+    from tasks import migrate
 
     admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     name = f"stt_bench_{uuid.uuid4().hex[:12]}"
@@ -130,6 +301,7 @@ def fresh_postgres() -> Iterator[str]:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     url = sqlalchemy.engine.make_url(POSTGRES_URL).set(database=name)
     try:
+        migrate.upgrade(url.render_as_string(hide_password=False))
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
@@ -182,6 +354,7 @@ class Worker:
         loglevel: str = "INFO",
         log_path: Path | None = None,
         prefix: Sequence[str] = (),
+        name: str | None = None,
         cwd: Path = REPO_ROOT,
     ) -> None:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
@@ -198,7 +371,7 @@ class Worker:
             "--queues=stt",
             "--without-gossip",
             "--without-mingle",
-            f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h",
+            f"--hostname={name or 'bench-' + uuid.uuid4().hex[:6]}@%h",
         ]
         self.log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -218,6 +391,11 @@ class Worker:
         """The main process plus any pool children (prefork)."""
         pids = [self.process.pid, *children(self.process.pid)]
         return sum(rss_mb(p) for p in pids)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the main process and any pool children."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        return sum(cpu_seconds(p) for p in pids)
 
     def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
