@@ -40,6 +40,7 @@ __all__ = [
     "fit_speed_models",
     "load_speed_models",
     "observations",
+    "speed_row",
 ]
 
 # Jobs stored within this window teach the fit: long enough for a quiet model to gather
@@ -92,6 +93,19 @@ class FitReport:
     too_few: dict[str, int]  # model -> usable jobs, below speed.MIN_JOBS
 
 
+def speed_row(model: str, speed: SpeedModel, jobs: int, fitted_at: datetime) -> SpeedRow:
+    """The ``stt_speed_models`` row that saves ``speed`` for ``model``, fitted on ``jobs``."""
+    return SpeedRow(
+        model=model,
+        queue=speed.queue,
+        rate=speed.rate,
+        sigma=speed.sigma,
+        queue_spread=speed.queue_spread,
+        jobs=jobs,
+        fitted_at=fitted_at,
+    )
+
+
 def fit_speed_models(store: Store, *, now: datetime, window: timedelta = WINDOW) -> FitReport:
     """Fit every model seen in ``window`` and replace the table's rows with the result."""
     fitted: dict[str, SpeedModel] = {}
@@ -107,17 +121,7 @@ def fit_speed_models(store: Store, *, now: datetime, window: timedelta = WINDOW)
         # One transaction: readers see the old rows or the new ones, never none.
         session.execute(delete(SpeedRow))
         for model, speed in fitted.items():
-            session.add(
-                SpeedRow(
-                    model=model,
-                    queue=speed.queue,
-                    rate=speed.rate,
-                    sigma=speed.sigma,
-                    queue_spread=speed.queue_spread,
-                    jobs=jobs[model],
-                    fitted_at=now,
-                )
-            )
+            session.add(speed_row(model, speed, jobs[model], now))
     return FitReport(fitted, jobs, too_few)
 
 

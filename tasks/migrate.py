@@ -45,7 +45,7 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # The revision equal to the schema v0.1.0 made with create_all, before Alembic.
 BASELINE = "0001_initial"
 TABLE = "stt_jobs"
-# Every table of ours: the jobs, and the speed models fitted from them (tasks/speed_store.py).
+# Every table of ours: the jobs, and the speed models fitted from them (tasks/learn.py).
 TABLES = frozenset({TABLE, "stt_speed_models"})
 # pg_advisory_xact_lock's key: any constant of ours ("stt-migr" in ASCII).
 _LOCK_KEY = 0x7374742D6D696772

@@ -131,7 +131,7 @@ class JobRow(Base):
 
 class SpeedRow(Base):
     """How fast the server transcribes with one model (``tasks.speed.SpeedModel``), as
-    last fitted from finished jobs by ``stt.fit_speed`` (tasks/speed_store.py). A model
+    last fitted from finished jobs by ``stt.fit_speed`` (tasks/learn.py). A model
     without a row has no forecast: its jobs keep today's schedule."""
 
     __tablename__ = "stt_speed_models"

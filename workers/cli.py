@@ -287,8 +287,8 @@ def submit(
 
     all_urls = _read_urls(urls, from_file)
     allow = get_settings().callback_allow_networks
-    temp = _parse_temperature(temperature)
-    seconds = _parse_duration(duration)
+    temp = _parse_number(temperature, "temperature", "a number in [0, 1]")
+    seconds = _parse_number(duration, "duration", "a number of seconds")
     if seconds is not None and len(all_urls) > 1:
         raise click.BadParameter(
             "gives one audio's length: use it with one URL", param_hint="'--duration'"
@@ -362,25 +362,16 @@ def _require_callback_secret() -> None:
         raise click.UsageError(str(exc)) from None
 
 
-def _parse_temperature(raw: str | None) -> float | None:
+def _parse_number(raw: str | None, field: str, expected: str) -> float | None:
+    """``raw`` as a float, or a usage error naming ``field`` (range checks are
+    ``tasks.validation``'s, shared with ``transcribe()``)."""
     if raw is None:
         return None
     try:
         return float(raw)
     except ValueError:
         raise click.BadParameter(
-            f"must be a number in [0, 1], got {raw!r}", param_hint="'temperature'"
-        ) from None
-
-
-def _parse_duration(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise click.BadParameter(
-            f"must be a number of seconds, got {raw[:40]!r}", param_hint="'duration'"
+            f"must be {expected}, got {raw[:40]!r}", param_hint=f"'{field}'"
         ) from None
 
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from tasks.jobs import transcribe
-from tasks.learn import fit_speed_models
+from tasks.learn import fit_speed_models, speed_row
 from tasks.models import JobStatus
 from tasks.pipeline import fit_speed
 from tasks.probe import PROBE_BYTES
@@ -35,17 +35,7 @@ MODEL = "aai/nano"  # an AssemblyAI-shaped answer: it reports audio_duration
 
 def save_speed(store: Store, model: str, speed: SpeedModel) -> None:
     with store.session() as session:
-        session.add(
-            SpeedRow(
-                model=model,
-                queue=speed.queue,
-                rate=speed.rate,
-                sigma=speed.sigma,
-                queue_spread=speed.queue_spread,
-                jobs=100,
-                fitted_at=utcnow(),
-            )
-        )
+        session.add(speed_row(model, speed, jobs=100, fitted_at=utcnow()))
 
 
 def speed_rows(store: Store) -> dict[str, SpeedRow]:
