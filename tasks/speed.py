@@ -65,6 +65,11 @@ _QUEUE_GRID = 40
 PRECISION = 0.2
 # MAD -> standard deviation for a normal distribution.
 _MAD_TO_SIGMA = 1.4826
+# A spread fitted on few jobs is too narrow as often as too wide, and too narrow costs
+# lag (polls end before the job does): widen it by SIGMA_MARGIN / sqrt(jobs), which
+# fades as jobs accrue (x1.37 at MIN_JOBS, x1.06 at 1,000). Chosen with
+# bench/poll_duration.py's convergence table.
+SIGMA_MARGIN = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,7 @@ def fit(observations: Sequence[Observation]) -> SpeedModel | None:
             best = (sigma, queue, math.exp(center))
     assert best is not None
     sigma, _, rate = best
+    sigma *= 1 + SIGMA_MARGIN / math.sqrt(len(usable))
     # The long jobs that fix the rate say little about the queue wait: take it from the
     # shortest audio, where it is most of the time (median and p90 of what is left).
     by_duration = sorted(observations_usable, key=lambda o: o.duration)
