@@ -266,19 +266,17 @@ def main(argv: list[str] | None = None) -> int:
                 "STT_POLL_JITTER": "0",
             }
             no_probe = {**base, "STT_PROBE_AUDIO": "0"}
-            results.append(
-                run_variant(
-                    "today's default (8 s x1.5 cap 10 s)",
-                    jobs,
-                    k,
-                    no_probe,
-                    emulator,
-                    workdir,
-                    give=True,
-                    probe_base=None,
-                    tag="default",
+
+            def variant(
+                name: str, env: dict[str, str], tag: str, *, give: bool, probe: str | None = None
+            ) -> None:
+                results.append(
+                    run_variant(
+                        name, jobs, k, env, emulator, workdir, give=give, probe_base=probe, tag=tag
+                    )
                 )
-            )
+
+            variant("today's default (8 s x1.5 cap 10 s)", no_probe, "default", give=True)
             from tasks import runtime
             from tasks.learn import fit_speed_models
             from tasks.store import utcnow
@@ -286,65 +284,17 @@ def main(argv: list[str] | None = None) -> int:
             report = fit_speed_models(runtime.get_store(), now=utcnow())
             learned = report.fitted.get(MODEL)
             print(f"learned from {report.jobs.get(MODEL, 0)} jobs: {learned}", flush=True)
-            results.append(
-                run_variant(
-                    "fixed 10 s",
-                    jobs,
-                    k,
-                    {**fixed, "STT_PROBE_AUDIO": "0"},
-                    emulator,
-                    workdir,
-                    give=False,
-                    probe_base=None,
-                    tag="fixed",
-                )
-            )
-            results.append(
-                run_variant(
-                    "duration given",
-                    jobs,
-                    k,
-                    no_probe,
-                    emulator,
-                    workdir,
-                    give=True,
-                    probe_base=None,
-                    tag="given",
-                )
-            )
+            variant("fixed 10 s", {**fixed, "STT_PROBE_AUDIO": "0"}, "fixed", give=False)
+            variant("duration given", no_probe, "given", give=True)
             with audio_server(
                 {
                     f"probed/{i}/force-duration-{j.server / k:.3f}.wav": j.duration
                     for i, j in enumerate(jobs)
                 }
             ) as (probe_base, asked):
-                results.append(
-                    run_variant(
-                        "duration probed",
-                        jobs,
-                        k,
-                        base,
-                        emulator,
-                        workdir,
-                        give=False,
-                        probe_base=probe_base,
-                        tag="probed",
-                    )
-                )
+                variant("duration probed", base, "probed", give=False, probe=probe_base)
                 probes = len(asked)
-            results.append(
-                run_variant(
-                    "duration unknown (STT_PROBE_AUDIO=0)",
-                    jobs,
-                    k,
-                    no_probe,
-                    emulator,
-                    workdir,
-                    give=False,
-                    probe_base=None,
-                    tag="unknown",
-                )
-            )
+            variant("duration unknown (STT_PROBE_AUDIO=0)", no_probe, "unknown", give=False)
     finally:
         emulator.stop()
         redis_server.process.terminate()
