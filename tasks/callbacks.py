@@ -189,12 +189,6 @@ def _retry_after(response: requests.Response) -> float | None:
     return float(raw) if raw.isascii() and raw.isdigit() else None
 
 
-def _session(allow: Sequence[IPNetwork]) -> requests.Session:
-    """A session that connects only where ``tasks.netguard`` allows, within the deadline,
-    and reads nothing from the environment (no proxies, no ``~/.netrc`` credentials)."""
-    return guarded_session(allow)
-
-
 def _post(
     url: str,
     body: bytes,
@@ -207,7 +201,7 @@ def _post(
     ``timeout`` is (connect, total); ``DestinationRefused`` if the address is not allowed."""
     shown = redact_url(url)
     connect, total = timeout
-    with deadline(total) as scope, _session(allow) as session:
+    with deadline(total) as scope, guarded_session(allow) as session:
         try:
             with session.post(
                 url,
