@@ -288,8 +288,9 @@ def metric_value(port: int, name: str, **labels: str) -> float:
 
 
 @contextlib.contextmanager
-def fresh_postgres() -> Iterator[str]:
-    """A new PostgreSQL database for one run, migrated (as a deployment does), dropped
+def fresh_postgres(*, migrated: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database for one run, migrated (as a deployment does) unless
+    ``migrated`` is false (an older checkout migrates it to its own schema), dropped
     afterwards."""
     import sqlalchemy
 
@@ -301,7 +302,8 @@ def fresh_postgres() -> Iterator[str]:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     url = sqlalchemy.engine.make_url(POSTGRES_URL).set(database=name)
     try:
-        migrate.upgrade(url.render_as_string(hide_password=False))
+        if migrated:
+            migrate.upgrade(url.render_as_string(hide_password=False))
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:

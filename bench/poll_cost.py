@@ -262,7 +262,7 @@ def main() -> None:
         before = None
         if any(what == "before" for _, what in variants):
             tree = old_checkout(args.before, tmp / "before")
-            before = (tree, stack.enter_context(fresh_postgres()))
+            before = (tree, stack.enter_context(fresh_postgres(migrated=False)))
         redis_server = start_redis(tmp / "redis")
         emulator = Emulator("--fixed", "3600", "--queue-delay", "0")
         poll_every = str(args.countdown)
