@@ -250,6 +250,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.window, args.tasks, args.warmup = 8.0, 200, 5.0
+    note = machine_note()  # the load average before the run adds its own
     cores = len(os.sched_getaffinity(0))
     variants = [v for v in VARIANTS if not args.only or v[1] in args.only]
     partial = bool(args.only or args.procs)
@@ -303,7 +304,7 @@ def main() -> None:
             emulator.stop()
             redis_server.process.terminate()
             redis_server.process.wait(10)
-    report(args, cores, variants, results, partial)
+    report(args, cores, variants, results, partial, note)
 
 
 def report(
@@ -312,6 +313,7 @@ def report(
     variants: list[tuple[str, str]],
     results: dict[tuple[str, int], dict[str, float]],
     partial: bool,
+    note: str,
 ) -> None:
     rows: list[list[Any]] = []
     for (variant, procs), r in results.items():
@@ -364,7 +366,7 @@ def report(
     print(summary)
     if not args.no_doc and not partial:
         body = (
-            f"`{command_line()}` ({machine_note()}; {args.tasks} waiting jobs, a poll every "
+            f"`{command_line()}` ({note}; {args.tasks} waiting jobs, a poll every "
             f"{args.countdown} s, {args.window:.0f} s measured after {args.warmup:.0f} s; "
             f"'before' is commit {args.before}):\n\n"
             + markdown_table(headers, rows)
