@@ -116,6 +116,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config = producer_config(settings)
     if "task_queues" in config:  # RabbitMQ: any queue Celery declares for us is quorum too
         config["task_default_queue_type"] = "quorum"
+        # Confirms for task messages, none for events: a confirmed event publish from a
+        # pool thread deadlocks against the worker's event loop (tasks/consumer.py).
+        config["worker_consumer"] = "tasks.consumer:Consumer"
     if settings.broker_url.startswith("redis://"):
         # One Redis client per channel (tasks/redis_transport.py); web apps keep kombu's.
         config["broker_transport"] = "tasks.redis_transport:Transport"

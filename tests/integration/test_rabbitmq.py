@@ -5,7 +5,8 @@ each test in a private virtual host (tests/fixtures/rabbitmq.py). What a user ca
 jobs reach the store; a waiting poll sits in the broker's delay queues, not in a worker;
 retries go through the broker too; a worker killed with ``kill -9`` delays none of its
 jobs' polls by more than about one poll interval; a worker refuses a classic queue; with
-every waiting message purged, the sweeper brings each job back within two minutes.
+every waiting message purged, the sweeper brings each job back within two minutes; a
+burst with task events on never stalls the worker.
 """
 
 from __future__ import annotations
@@ -207,6 +208,45 @@ def test_kill_9_of_one_of_three_workers_delays_no_poll_past_one_interval(
     # One interval, plus the second the broker's delay queues round up to, plus slack for a
     # loaded machine: far below Redis's visibility timeout either way.
     assert worst <= POLL_INTERVAL + 1 + 5, sorted(gaps)[-5:]
+
+
+BURST_JOBS = 1500
+
+
+def test_a_burst_with_task_events_on_never_stalls_the_threads_pool(
+    make_stack: Callable[..., Stack], rabbitmq: RabbitMQ, amqp_vhost: str
+) -> None:
+    """Task events on (Flower needs them) and every task publish confirmed: under load a
+    pool thread used to wait forever for an event's confirm that the worker's event loop
+    had read off the same socket; the worker stopped, RabbitMQ dropped it for missed
+    heartbeats, it reconnected and stalled again (tasks/consumer.py). A burst of jobs
+    through 16 threads: every job stored, and the worker never lost its broker."""
+    stack = make_stack(STT_BROKER_URL=rabbitmq.url(amqp_vhost), start_worker=False)
+    # What Flower would see: the worker's task events, still sent (without confirms).
+    with Connection(rabbitmq.url(amqp_vhost)) as connection:
+        events = Exchange("celeryev", type="topic")
+        Queue("test-task-events", events, routing_key="task.#")(
+            connection.default_channel
+        ).declare()
+    worker = stack.start_worker("--concurrency", "16", "--pool", "threads")
+    stack.emulator.configure(fixed=2.0)
+    urls = [f"https://media.example.org/rabbit/burst/{i}.mp3" for i in range(BURST_JOBS)]
+    ids = [transcribe(url, "aai/slam-1").id for url in urls]
+    lost = "Connection to broker lost"  # what a stall ends in, after RabbitMQ's 60 s
+
+    # Unstalled, the burst takes a minute or two here; stop early on the first stall.
+    wait_for(
+        lambda: lost in worker.log() or all(r.done for r in stack.store.get_many(ids)),
+        900,
+        "every job stored, or the worker stalled",
+        interval=1.0,
+    )
+    log = worker.log()
+    assert lost not in log, log[-3000:]
+    assert {r.status for r in stack.store.get_many(ids)} == {JobStatus.COMPLETED}
+    assert stack.emulator.create_counts() == dict.fromkeys(urls, 1)
+    # Events of each job's submit and store (the polls send none), some still buffered.
+    assert rabbitmq.queues(amqp_vhost)["test-task-events"][1] >= BURST_JOBS
 
 
 def test_transcribe_refuses_a_web_app_publishing_to_rabbitmq_without_the_quorum_queue(
