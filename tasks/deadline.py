@@ -16,8 +16,11 @@ threads and sockets keep the same semantics.
 
 A watchdog thread, rather than one timer per request, keeps the cost of a request to a
 dictionary insert and delete under a lock (a poll is the hot path: docs/benchmarks.md).
-Name resolution (``getaddrinfo``) cannot be interrupted this way; it happens before the
-socket exists and is bounded by the system resolver's own timeout.
+Name resolution (``getaddrinfo``) happens before the socket exists and cannot be
+interrupted at all, so ``resolve`` runs it in a thread of its own and stops *waiting* for
+it when the scope's time is up: the caller goes on, the thread ends with the resolver's
+own timeout. Only the guarded connections (callbacks, the audio probe: hosts a submitter
+chose) resolve this way; the API's one host resolves once per pooled connection.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +52,7 @@ __all__ = [
     "arm",
     "deadline",
     "mount",
+    "resolve",
 ]
 
 
@@ -154,6 +158,43 @@ def deadline(seconds: float) -> Iterator[Scope]:
     finally:
         _CURRENT.reset(token)
         _WATCHDOG.disarm(scope)
+
+
+Resolver = Callable[..., list[tuple[Any, ...]]]
+
+
+def resolve(
+    host: str, port: int, *args: Any, resolver: Resolver = socket.getaddrinfo
+) -> list[tuple[Any, ...]]:
+    """``resolver(host, port, *args)`` (``socket.getaddrinfo``), given up on when the
+    current scope's deadline passes: ``TimeoutError``, and the scope is marked expired.
+
+    Without a scope, a plain call. With one, a daemon thread resolves (a new connection to
+    a submitter's host is rare next to its request: a thread costs ~0.1 ms) while the
+    caller waits at most what is left of the scope.
+    """
+    scope = _CURRENT.get()
+    if scope is None:
+        return resolver(host, port, *args)
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(resolver(host, port, *args))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="stt-resolve", daemon=True).start()
+    if not done.wait(max(0.0, scope.remaining())):
+        scope.expired = True
+        raise TimeoutError(f"resolving {host} took longer than {scope.seconds:g} s")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return list(result)
 
 
 def arm(sock: socket.socket | None) -> None:

@@ -40,6 +40,7 @@ from tasks.deadline import (
     DeadlineHTTPSConnection,
     arm,
     mount,
+    resolve,
 )
 from tasks.errors import DestinationRefused, InvalidInput
 from tasks.settings import IPNetwork
@@ -151,9 +152,11 @@ def check_callback_url(field: str, url: str, allow: Sequence[IPNetwork]) -> str:
 def _guarded_new_conn(conn: HTTPConnection, allow: Sequence[IPNetwork]) -> socket.socket:
     """urllib3's ``_new_conn`` for a callback: resolve once, check, connect to that IP."""
     try:
-        infos = socket.getaddrinfo(conn._dns_host, conn.port, 0, socket.SOCK_STREAM)
+        infos = resolve(conn._dns_host, conn.port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:  # a stalling resolver, cut off at the request's deadline
+        raise ConnectTimeoutError(conn, str(exc)) from exc
     allowed: list[tuple[Any, ...]] = []
     refused: list[str] = []
     for family, kind, proto, _, sockaddr in infos:

@@ -217,9 +217,11 @@ def expected_polls(duration_s: float, policy: PollPolicy = DEFAULT_POLICY) -> in
 FORECAST_MIN_STEP = 2.0
 # The window's step is this times "the polls saved before low, spread over the window": a
 # little sparser than even, because the window (low to a high quantile) is wider than where
-# most jobs finish. Chosen with bench/poll_duration.py: 1.2 gives mean lag 0.38x and p95
-# 0.46x of fixed 10 s at 0.96x its polls (1.0: more polls than fixed; 1.4: p95 over 0.5x).
-FORECAST_STEP_SCALE = 1.2
+# most jobs finish. Chosen with bench/poll_duration.py on *learned* models (twelve draws
+# each of 400 and 1,000 jobs): 1.1 gives p95 lag 0.44-0.45x of fixed 10 s (worst draw
+# 0.48-0.51x) at 0.91-0.92x its polls; 1.2: p95 0.47-0.49x (worst 0.51-0.52x) at 0.85x;
+# 1.0: polls 1.00x, over the budget.
+FORECAST_STEP_SCALE = 1.1
 
 
 @dataclass(frozen=True, slots=True)

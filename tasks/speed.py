@@ -7,8 +7,8 @@ turns that into the quantiles ``tasks.polling`` schedules from. ``fit`` learns `
 ``rate`` and ``sigma`` for one model from its finished jobs, each known only within an
 interval (the server finished between the last poll that saw the job pending and the one
 that saw it done); until a model has ``MIN_JOBS`` of them it has no ``SpeedModel`` and its
-jobs keep today's schedule. Feeding ``fit`` from the store, per model and periodically, is
-the part of issue 15 still to come (docs/polling.md).
+jobs keep today's schedule. ``tasks.learn`` feeds ``fit`` from the store, per model and
+periodically (beat's ``stt.fit_speed``; docs/polling.md).
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ class SpeedModel:
 
 # Fewer finished jobs than this and a model keeps today's schedule.
 MIN_JOBS = 30
-# Candidate queue waits tried by ``fit``, as fractions of the shortest jobs' server time.
-_QUEUE_GRID = 40
+# Rounds of ``fit``'s rate-then-queue refinement.
+_REFINE = 3
+# A server time at or under the queue wait counts as this (seconds), not as log(0).
+_TINY = 1e-3
 # An observation is precise when its interval is at most this share of its time.
 PRECISION = 0.2
 # MAD -> standard deviation for a normal distribution.
@@ -87,12 +89,18 @@ def fit(observations: Sequence[Observation]) -> SpeedModel | None:
     """``queue + rate * duration`` with a lognormal spread, fitted robustly; None if too few.
 
     Each server time is taken at the middle of its interval (the poll schedule makes the
-    intervals short next to the times that matter). For each candidate queue wait, the
-    log of ``(time - queue) / duration`` should be one normal variable: its median is
-    log ``rate`` and its spread (median absolute deviation, robust to stragglers) ``sigma``;
-    the queue wait that makes that spread smallest wins, on the jobs whose interval is
-    narrow next to their time. The queue wait used is then read off the shortest audio.
-    Rough, cheap and safe with messy data: the schedule needs the quantiles roughly right.
+    intervals short next to the times that matter). The two parameters are read where each
+    shows: the *rate* from the jobs known precisely (long audio, whose interval is narrow
+    next to its time): the median of ``log((time - queue) / duration)`` is log ``rate``,
+    its spread (median absolute deviation, robust to stragglers) ``sigma``; the *queue
+    wait* from the shortest audio, where it is most of the time. Each needs the other, so
+    the two are refined in turn from ``queue = 0`` (``_REFINE`` rounds: the rate moves
+    little once the queue is a few seconds against minutes). Rough, cheap and safe with
+    messy data: the schedule needs the quantiles roughly right.
+
+    An earlier fit searched a grid of queue waits for the one that made ``sigma`` smallest:
+    with the noise of a few hundred jobs that minimum wandered, and the rate with it
+    (0.081-0.111 for a true 0.1 over twelve 400-job draws, against 0.098-0.111 now).
     """
     usable = [
         o
@@ -105,29 +113,26 @@ def fit(observations: Sequence[Observation]) -> SpeedModel | None:
     if len(usable) < MIN_JOBS:
         return None
     # Short jobs' intervals are wide next to their times (a 10 s poll gap on a 5 s job):
-    # fit on the jobs known to within PRECISION of their time, when there are enough.
-    precise = [o for o in usable if o.upper - o.lower <= PRECISION * (o.lower + o.upper) / 2]
-    observations_usable = usable
-    if len(precise) >= MIN_JOBS:
-        usable = precise
-    times = [(o.lower + o.upper) / 2 for o in usable]
-    shortest = min(times)
-    best: tuple[float, float, float] | None = None  # (sigma, queue, rate)
-    for step in range(_QUEUE_GRID):
-        queue = shortest * step / _QUEUE_GRID
-        logs = [math.log((t - queue) / o.duration) for t, o in zip(times, usable, strict=True)]
+    # fit the rate on the jobs known to within PRECISION of their time, when there are
+    # enough of them.
+    precise = [o for o in usable if o.upper - o.lower <= PRECISION * _middle(o)]
+    for_rate = precise if len(precise) >= MIN_JOBS else usable
+    by_duration = sorted(usable, key=lambda o: o.duration)
+    for_queue = by_duration[: max(MIN_JOBS // 3, len(by_duration) // 5)]
+    queue, rest = 0.0, [0.0]
+    for _ in range(_REFINE):
+        logs = [math.log(max(_middle(o) - queue, _TINY) / o.duration) for o in for_rate]
         center = statistics.median(logs)
-        sigma = _MAD_TO_SIGMA * statistics.median(abs(v - center) for v in logs)
-        if best is None or sigma < best[0]:
-            best = (sigma, queue, math.exp(center))
-    assert best is not None
-    sigma, _, rate = best
-    sigma *= 1 + SIGMA_MARGIN / math.sqrt(len(usable))
-    # The long jobs that fix the rate say little about the queue wait: take it from the
-    # shortest audio, where it is most of the time (median and p90 of what is left).
-    by_duration = sorted(observations_usable, key=lambda o: o.duration)
-    shortest_audio = by_duration[: max(MIN_JOBS // 3, len(by_duration) // 5)]
-    rest = sorted(max(0.0, (o.lower + o.upper) / 2 - rate * o.duration) for o in shortest_audio)
-    queue = statistics.median(rest)
+        rate = math.exp(center)
+        rest = sorted(max(0.0, _middle(o) - rate * o.duration) for o in for_queue)
+        queue = statistics.median(rest)
+    logs = [math.log(max(_middle(o) - queue, _TINY) / o.duration) for o in for_rate]
+    center = statistics.median(logs)
+    sigma = _MAD_TO_SIGMA * statistics.median(abs(v - center) for v in logs)
+    sigma *= 1 + SIGMA_MARGIN / math.sqrt(len(for_rate))
     spread = max(0.0, rest[int(0.9 * (len(rest) - 1))] - queue)
-    return SpeedModel(queue=queue, rate=rate, sigma=sigma, queue_spread=spread)
+    return SpeedModel(queue=queue, rate=math.exp(center), sigma=sigma, queue_spread=spread)
+
+
+def _middle(o: Observation) -> float:
+    return (o.lower + o.upper) / 2
