@@ -1,23 +1,28 @@
 """Duration-aware polling through the real stack (issue 15), time-compressed.
 
-Run from the repository root (about 10-15 minutes at the defaults)::
+Run from the repository root (about 15-20 minutes at the defaults)::
 
     .venv/bin/python -m bench.poll_duration_real
-    .venv/bin/python -m bench.poll_duration_real --jobs 40 --compress 10 --no-doc
+    .venv/bin/python -m bench.poll_duration_real --jobs 40 --learn-jobs 60 --compress 10 --no-doc
 
-One Redis, one PostgreSQL database, one emulator and a real worker (threads x16); the same
-jobs run five times, once per variant, and every figure is read from what a user sees:
-the row's ``finished_at`` and ``polls``, the emulator's finish time.
+One Redis, one PostgreSQL database, one emulator and a real worker (threads x16). First a
+**learning pass**: ``--learn-jobs`` other jobs of the same workload (another seed), each
+with its duration given, on today's schedule with no speed model yet, as a new deployment
+starts; ``tasks.learn`` then fits the model's speed from their rows, as beat's
+``stt.fit_speed`` does (in production from the last 7 days, up to 2,000 jobs per model).
+Then the same ``--jobs`` jobs run five times, once per variant, and every figure is read
+from what a user sees: the row's ``finished_at`` and ``polls``, the emulator's finish time.
 
-1. **today's default** (8 s x1.5 cap 10 s), with each job's duration given but no speed
-   model yet: this pass is also what the store learns from. ``tasks.learn`` then fits the
-   model's speed from its rows (as beat's ``stt.fit_speed`` does).
-2. **fixed 10 s**: ``STT_POLL_FIRST_DELAY=10``, factor 1, no jitter (the vendor's loop also
-   polls once right after the create: one poll more per job, same lag).
+1. **today's default** (8 s x1.5 cap 10 s), each job's duration given, no speed model.
+2. **fixed 10 s**: ``STT_POLL_FIRST_DELAY=10``, factor 1, no jitter. The vendor's loop
+   (docs/seed) also polls once right after the create: one poll more per job, same lag;
+   the "polls vs vendor loop" column counts it.
 3. **duration given**: ``transcribe(..., duration=d)``, the learned model: the forecast.
 4. **probed**: no duration given; the worker reads it off a WAV header served by a local
    HTTP server (range requests; ``STT_CALLBACK_ALLOW_NETWORKS`` admits loopback).
 5. **unknown**: no duration, ``STT_PROBE_AUDIO=0``: today's schedule, whatever the model.
+6. with ``--convergence N ...``: **duration given** again, with a model fitted on only N
+   jobs of the learning pass (a seeded sample), per N: how a new model converges.
 
 The workload (seeded): audio durations log-uniform from 5 s to an hour; server times drawn
 with the emulator's own ``--realistic`` timing (``workers.emulator.timing.server_times``:
@@ -61,6 +66,7 @@ from bench._common import (
     update_doc,
     worker_env,
 )
+from tasks.speed import SpeedModel, fit
 from workers.emulator.timing import REALISTIC, server_times
 
 MODEL = "aai/nano"
@@ -227,19 +233,32 @@ def run_variant(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=60)
-    parser.add_argument("--compress", type=float, default=10.0, help="time compression k")
+    parser.add_argument("--jobs", type=int, default=120, help="jobs per variant")
+    parser.add_argument(
+        "--learn-jobs", type=int, default=400, help="jobs of the learning pass (another seed)"
+    )
+    parser.add_argument("--compress", type=float, default=5.0, help="time compression k")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--convergence",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also run 'duration given' with a model fitted on N learning-pass jobs, per N",
+    )
     parser.add_argument("--no-doc", action="store_true", help="print only")
     args = parser.parse_args(argv)
     k = args.compress
     jobs = workload(args.jobs, args.seed)
+    learning = workload(args.learn_jobs, args.seed + 1)
     note = machine_note()
     workdir = Path(tempfile.mkdtemp(prefix="bench-duration-"))
     redis_server = start_redis(workdir / "redis")
     emulator = Emulator("--speed", "1", "--queue-delay", "0")
     results: list[Result] = []
     learned: Any = None
+    learned_from = 0
     probes = 0
     try:
         with fresh_postgres() as url:
@@ -276,14 +295,36 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
 
-            variant("today's default (8 s x1.5 cap 10 s)", no_probe, "default", give=True)
+            run_variant(
+                "learning pass", learning, k, no_probe, emulator, workdir,
+                give=True, probe_base=None, tag="learn",
+            )  # fmt: skip
+            from sqlalchemy import delete
+
             from tasks import runtime
-            from tasks.learn import fit_speed_models
+            from tasks.learn import fit_speed_models, observations, speed_row
+            from tasks.schema import SpeedRow
             from tasks.store import utcnow
 
-            report = fit_speed_models(runtime.get_store(), now=utcnow())
+            store = runtime.get_store()
+            seen = observations(store, now=utcnow()).get(MODEL, [])
+            report = fit_speed_models(store, now=utcnow())
             learned = report.fitted.get(MODEL)
-            print(f"learned from {report.jobs.get(MODEL, 0)} jobs: {learned}", flush=True)
+            learned_from = report.jobs.get(MODEL, 0)
+            print(f"learned from {learned_from} jobs: {learned}", flush=True)
+
+            def use_model(speed: SpeedModel | None, n: int) -> None:
+                """What the worker's next submits read: ``speed``, or no model at all."""
+                with store.session() as session:
+                    session.execute(delete(SpeedRow))
+                    if speed is not None:
+                        session.add(speed_row(MODEL, speed, n, utcnow()))
+
+            # Today's default with the duration given but no model yet: the schedule a
+            # deployment has before its first fit. Its rows are not learned from.
+            use_model(None, 0)
+            variant("today's default (8 s x1.5 cap 10 s)", no_probe, "default", give=True)
+            use_model(learned, learned_from)
             variant("fixed 10 s", {**fixed, "STT_PROBE_AUDIO": "0"}, "fixed", give=False)
             variant("duration given", no_probe, "given", give=True)
             with audio_server(
@@ -295,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                 variant("duration probed", base, "probed", give=False, probe=probe_base)
                 probes = len(asked)
             variant("duration unknown (STT_PROBE_AUDIO=0)", no_probe, "unknown", give=False)
+            # A new model's convergence: fitted on n jobs of the learning pass (a seeded
+            # sample: in production jobs arrive in no order of length), then used.
+            for n in args.convergence:
+                speed = fit(random.Random(args.seed + n).sample(seen, min(n, len(seen))))
+                use_model(speed, n)
+                label = f"duration given, model from {n} jobs" + ("" if speed else ": none")
+                variant(label, no_probe, f"conv{n}", give=True)
     finally:
         emulator.stop()
         redis_server.process.terminate()
@@ -309,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean",
         "p95",
         "polls",
+        "polls vs vendor loop",
         "worker CPU ms/job",
         "duration source",
     ]
@@ -322,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.mean() / vendor.mean():.2f}x",
             f"{r.p95() / vendor.p95():.2f}x",
             f"{r.mean_polls() / vendor.mean_polls():.2f}x",
+            f"{r.mean_polls() / (vendor.mean_polls() + 1):.2f}x",
             f"{r.cpu_ms_per_job:.1f}",
             ", ".join(f"{s} {n}" for s, n in sorted(r.sources.items())),
         ]
@@ -333,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         body = (
             f"`{command_line()}` ({args.jobs} jobs per variant, compression {k:g}x, seed "
             f"{args.seed}, threads x16 worker, PostgreSQL; lags in real seconds; ratios "
-            f"against fixed 10 s; {note}). Learned from the first pass: `{learned}`.\n\n"
+            f"against fixed 10 s; {note}). Learned from a pass of {args.learn_jobs} other "
+            f"jobs (seed {args.seed + 1}; {learned_from} usable): `{learned}`.\n\n"
             + markdown_table(headers, rows)
             + "\n"
         )
