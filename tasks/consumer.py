@@ -10,7 +10,8 @@ connection's socket for the ack, while the worker's event loop reads the same so
 the two takes the other's frame; the pool thread then waits forever with the lock held, the
 next event send blocks the event loop behind it, heartbeats stop, and RabbitMQ drops the
 worker after 60 s, after which it reconnects and stalls again (measured: 10,000 jobs, 9,691
-submitted after 12 minutes with events on, all in 64 s with them off; docs/reliability.md).
+submitted after 12 minutes with events on, all in 64 s with them off; docs/benchmarks.md,
+benchmark 9).
 
 Events are monitoring: a broker that refuses one costs a line in Flower, not a job. So the
 event connection publishes without confirms, as Celery's default does, and its only reader

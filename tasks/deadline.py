@@ -169,9 +169,9 @@ def resolve(
     """``resolver(host, port, *args)`` (``socket.getaddrinfo``), given up on when the
     current scope's deadline passes: ``TimeoutError``, and the scope is marked expired.
 
-    Without a scope, a plain call. With one, a daemon thread resolves (a new connection to
-    a submitter's host is rare next to its request: a thread costs ~0.1 ms) while the
-    caller waits at most what is left of the scope.
+    Without a scope, a plain call. With one, a daemon thread resolves while the caller
+    waits at most what is left of the scope: ~0.15 ms of CPU more per new connection
+    (measured against a literal address), once per callback or probe, never per poll.
     """
     scope = _CURRENT.get()
     if scope is None:
