@@ -1,6 +1,7 @@
 """Duration-aware polling through the real stack (issue 15), time-compressed.
 
-Run from the repository root (about 15-20 minutes at the defaults)::
+Run from the repository root (about 12 minutes at the defaults on a quiet machine, 2 more
+per ``--convergence`` N)::
 
     .venv/bin/python -m bench.poll_duration_real
     .venv/bin/python -m bench.poll_duration_real --jobs 40 --learn-jobs 60 --compress 10 --no-doc
