@@ -51,7 +51,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from bench._common import (
     Emulator,
@@ -258,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_server = start_redis(workdir / "redis")
     emulator = Emulator("--speed", "1", "--queue-delay", "0")
     results: list[Result] = []
-    learned: Any = None
+    learned: SpeedModel | None = None
     learned_from = 0
     probes = 0
     try:
@@ -300,11 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 "learning pass", learning, k, no_probe, emulator, workdir,
                 give=True, probe_base=None, tag="learn",
             )  # fmt: skip
-            from sqlalchemy import delete
-
             from tasks import runtime
-            from tasks.learn import fit_speed_models, observations, speed_row
-            from tasks.schema import SpeedRow
+            from tasks.learn import fit_speed_models, observations, save_speed_models
             from tasks.store import utcnow
 
             store = runtime.get_store()
@@ -316,10 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def use_model(speed: SpeedModel | None, n: int) -> None:
                 """What the worker's next submits read: ``speed``, or no model at all."""
-                with store.session() as session:
-                    session.execute(delete(SpeedRow))
-                    if speed is not None:
-                        session.add(speed_row(MODEL, speed, n, utcnow()))
+                fitted = {} if speed is None else {MODEL: speed}
+                save_speed_models(store, fitted, {MODEL: n}, now=utcnow())
 
             # Today's default with the duration given but no model yet: the schedule a
             # deployment has before its first fit. Its rows are not learned from.

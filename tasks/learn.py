@@ -40,6 +40,7 @@ __all__ = [
     "fit_speed_models",
     "load_speed_models",
     "observations",
+    "save_speed_models",
     "speed_row",
 ]
 
@@ -117,12 +118,20 @@ def fit_speed_models(store: Store, *, now: datetime, window: timedelta = WINDOW)
             too_few[model] = len(seen)
         else:
             fitted[model], jobs[model] = speed, len(seen)
+    save_speed_models(store, fitted, jobs, now=now)
+    return FitReport(fitted, jobs, too_few)
+
+
+def save_speed_models(
+    store: Store, fitted: dict[str, SpeedModel], jobs: dict[str, int], *, now: datetime
+) -> None:
+    """Replace every row of ``stt_speed_models`` with ``fitted`` (``jobs``: each model's
+    job count); an empty ``fitted`` leaves every model on today's schedule."""
     with store.session() as session:
         # One transaction: readers see the old rows or the new ones, never none.
         session.execute(delete(SpeedRow))
         for model, speed in fitted.items():
             session.add(speed_row(model, speed, jobs[model], now))
-    return FitReport(fitted, jobs, too_few)
 
 
 def load_speed_models(store: Store) -> dict[str, SpeedModel]:

@@ -121,12 +121,10 @@ def fit(observations: Sequence[Observation]) -> SpeedModel | None:
     for_queue = by_duration[: max(MIN_JOBS // 3, len(by_duration) // 5)]
     queue, rest = 0.0, [0.0]
     for _ in range(_REFINE):
-        logs = [math.log(max(_middle(o) - queue, _TINY) / o.duration) for o in for_rate]
-        center = statistics.median(logs)
-        rate = math.exp(center)
+        rate = math.exp(statistics.median(_log_rates(for_rate, queue)))
         rest = sorted(max(0.0, _middle(o) - rate * o.duration) for o in for_queue)
         queue = statistics.median(rest)
-    logs = [math.log(max(_middle(o) - queue, _TINY) / o.duration) for o in for_rate]
+    logs = _log_rates(for_rate, queue)
     center = statistics.median(logs)
     sigma = _MAD_TO_SIGMA * statistics.median(abs(v - center) for v in logs)
     sigma *= 1 + SIGMA_MARGIN / math.sqrt(len(for_rate))
@@ -136,3 +134,8 @@ def fit(observations: Sequence[Observation]) -> SpeedModel | None:
 
 def _middle(o: Observation) -> float:
     return (o.lower + o.upper) / 2
+
+
+def _log_rates(observations: Sequence[Observation], queue: float) -> list[float]:
+    """log((time - queue) / duration) of each job: log ``rate`` plus its spread."""
+    return [math.log(max(_middle(o) - queue, _TINY) / o.duration) for o in observations]
